@@ -1,0 +1,39 @@
+"""Where nnmiplib keeps its caches (MNIST copy, trained nets, experiment results)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["data_dir", "nets_dir", "results_dir", "repo_root"]
+
+
+def repo_root() -> Path | None:
+    """The source checkout this package runs from, if any (editable install)."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").exists() else None
+
+
+def data_dir() -> Path:
+    """``$NNMIPLIB_DATA_DIR``, else ``data/`` of the checkout, else ``~/.cache/nnmiplib``."""
+    env = os.environ.get("NNMIPLIB_DATA_DIR")
+    if env:
+        d = Path(env).expanduser()
+    elif repo_root() is not None:
+        d = repo_root() / "data"
+    else:
+        d = Path.home() / ".cache" / "nnmiplib"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def nets_dir() -> Path:
+    d = data_dir() / "nets"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def results_dir() -> Path:
+    d = data_dir() / "results"
+    d.mkdir(parents=True, exist_ok=True)
+    return d

@@ -1,0 +1,1 @@
+"""Chapter computations: one module per book chapter (the notebooks stay thin)."""
