@@ -35,4 +35,4 @@ def admonition(title: str, lines: list[str], kind: str = "note"):
     from IPython.display import Markdown
 
     body = "\n".join(f"- {line}" for line in lines) if lines else "No deviation from the thesis at this scale."
-    return Markdown(f":::{{{kind}}} {title}\n{body}\n:::\n")
+    return Markdown(f":::{{admonition}} {title}\n:class: {kind}\n{body}\n:::\n")

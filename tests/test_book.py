@@ -1,0 +1,116 @@
+"""End to end: every chapter at smoke scale, the strict offline book build, and a headless
+browser opening every page (no console error, no request leaving the machine, every image
+loaded, math typeset)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import executed
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def test_every_chapter_executes_and_hides_its_parameters(smoke_book):
+    from nnmiplib import bookbuild
+
+    names = [p.stem for p in bookbuild.chapters()]
+    assert names, "no chapter notebooks found in notebooks/"
+    for stem in names:
+        nb = executed(smoke_book, stem)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected, f"{stem}: papermill injected no parameters cell"
+        assert all("remove-cell" in c.metadata["tags"] for c in injected), f"{stem}: parameters shown"
+        errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{stem}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+
+
+def test_toc_lists_every_chapter():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = {c["file"] for c in toc["chapters"]}
+    from nnmiplib import bookbuild
+
+    for nb in bookbuild.chapters():
+        assert f"book/{nb.stem}" in files, f"{nb.name} is not in _toc.yml"
+
+
+def test_strict_offline_build(smoke_html):
+    pages = sorted(smoke_html.rglob("*.html"))
+    assert (smoke_html / "book" / "intro.html").exists()
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "THEBE_JS_URL" not in text, f"{page.name}: thebe loader config left in the page"
+        for cdn in ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com", "fonts.googleapis.com"):
+            assert f'src="https://{cdn}' not in text and f'href="https://{cdn}' not in text, (page.name, cdn)
+    assert (smoke_html / "_static" / "mathjax").is_dir(), "MathJax is not served locally"
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def served(smoke_html):
+    handler = functools.partial(_Quiet, directory=str(smoke_html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", smoke_html
+    httpd.shutdown()
+
+
+def test_every_page_in_a_headless_browser(served):
+    from playwright.sync_api import sync_playwright
+
+    base, html = served
+    assert Path(CHROMIUM).exists(), "chromium is missing: `make browser` (apt-get install chromium) installs it"
+    pages = sorted(p.relative_to(html).as_posix() for p in html.glob("book/*.html")) + ["index.html"]
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update"],
+        )
+        for rel in pages:
+            page = browser.new_page()
+            page.on("console", lambda m, rel=rel: m.type == "error" and problems.append(f"{rel}: console: {m.text}"))
+            page.on("pageerror", lambda e, rel=rel: problems.append(f"{rel}: page error: {e}"))
+            page.on("requestfailed", lambda r, rel=rel: problems.append(f"{rel}: failed request {r.url}"))
+            page.on("request", lambda r, rel=rel: r.url.startswith((base, "data:", "blob:", "about:"))
+                    or problems.append(f"{rel}: request leaves the machine: {r.url}"))
+            page.goto(f"{base}/{rel}", wait_until="networkidle")
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+            )
+            problems += [f"{rel}: image not loaded: {src}" for src in broken]
+            if page.locator(".math").count():
+                page.wait_for_selector("mjx-container", timeout=15000)
+            page.close()
+        browser.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_figures_have_thesis_ids_in_captions(smoke_html):
+    import re
+
+    for page in sorted(smoke_html.glob("book/0[1-8]_*.html")):
+        text = page.read_text(encoding="utf-8")
+        captions = re.findall(r'<figcaption>(.*?)</figcaption>', text, flags=re.S)
+        for cap in captions:
+            plain = re.sub(r"<[^>]+>", "", cap).strip()
+            assert re.match(r"(Fig|Table)\s?\d", plain) or plain.startswith(("Extra", "Choice")), (
+                f"{page.name}: caption does not start with a thesis id: {plain[:80]!r}"
+            )
