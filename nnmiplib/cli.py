@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mixed-integer programming over trained ReLU networks: bounds, verification, comparison.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("--name", action="store_true", help="print the tool's name and exit (VNN-LIB 2.0 §5.2)")
+    parser.add_argument("--version", action="store_true", help="print the tool's version and exit (VNN-LIB 2.0 §5.2)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _SUBCOMMAND_MODULES:
         try:
@@ -76,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.name or args.version:
+        from . import __version__
+
+        print("nnmiplib" if args.name else __version__)
+        return 0
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -1,0 +1,317 @@
+"""The verifier against brute force on tiny networks, and the VNN-LIB command line.
+
+Known answers: on 2-input networks a 201×201 grid gives max c·y up to what the grid can
+miss, bounded by the Lipschitz vector |c||W_L|…|W_0| times half the grid step. A
+threshold below the grid max is sat; above grid max + miss it is unsat.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("vnnlib")
+
+from nnmiplib import Network
+from nnmiplib.cli_verify import CAPABILITIES
+from nnmiplib.onnx_io import load_onnx
+from nnmiplib.verify import fp_error_bound, verify
+from nnmiplib.vnnlib_io import parse_query
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _net(seed, hidden=(8, 8), n_out=3):
+    rng = np.random.default_rng(seed)
+    sizes = (2,) + tuple(hidden) + (n_out,)
+    return Network([rng.normal(size=(o, i)) / np.sqrt(i) * 1.5 for i, o in zip(sizes[:-1], sizes[1:])],
+                   [rng.normal(size=o) * 0.3 for o in sizes[1:]], name=f"n{seed}")
+
+
+def _f32(net):
+    return Network([np.float32(w).astype(np.float64) for w in net.weights],
+                   [np.float32(b).astype(np.float64) for b in net.biases])
+
+
+def _grid(n=201):
+    g = np.linspace(-1, 1, n)
+    return np.array(np.meshgrid(g, g)).reshape(2, -1).T, g[1] - g[0]
+
+
+def _lipschitz(net, c):
+    L = np.abs(c)
+    for W in reversed(net.weights):
+        L = L @ np.abs(W)
+    return L
+
+
+def _ort(path, x):
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: np.asarray(x, np.float32).reshape(1, -1)})[0].ravel()
+
+
+BOX2 = "(assert (and (>= X[0,0] -1.0) (<= X[0,0] 1.0) (>= X[0,1] -1.0) (<= X[0,1] 1.0)))\n"
+
+
+def _v2_single(thr, dtype="float32"):
+    return ("(vnnlib-version <2.0>)\n"
+            f"(declare-network f (declare-input X {dtype} [1,2]) (declare-output Y {dtype} [1,3]))\n"
+            + BOX2 + f"(assert (>= (- Y[0,0] Y[0,1]) {thr!r}))\n")
+
+
+def _v1_single(thr):
+    head = "".join(f"(declare-const X_{i} Real)\n" for i in range(2))
+    head += "".join(f"(declare-const Y_{i} Real)\n" for i in range(3))
+    head += "".join(f"(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(2))
+    return head + f"(assert (or (and (>= Y_0 (+ Y_1 {thr!r})))))\n"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_single_network_against_brute_force(tmp_path, seed, version):
+    net = _net(seed)
+    path = net.to_onnx(tmp_path / "f.onnx")
+    n32 = _f32(net)
+    X, h = _grid()
+    c = np.array([1.0, -1.0, 0.0])
+    top = float((n32.forward(X) @ c).max())
+    miss = float(_lipschitz(n32, c).sum()) * h / 2
+    loaded_name = "N" if version == "1.0" else "f"
+    loaded = {loaded_name: load_onnx(path)}
+    for thr, truth in ((top - 0.02, "sat"), (top + miss + 0.02, "unsat")):
+        text = _v1_single(float(thr)) if version == "1.0" else _v2_single(float(thr))
+        q = parse_query(text)
+        res = verify(q, loaded, timeout=60)
+        assert res.status == truth, (seed, version, thr, res.log)
+        if truth == "sat":
+            x = np.asarray(res.values["X"], dtype=np.float64).ravel()
+            assert np.all(np.abs(x) <= 1.0)
+            y = _ort(path, x)
+            assert y[0] - y[1] >= thr
+            assert q.satisfied(np.concatenate([x, y]))
+
+
+def test_two_networks_shared_and_separate_inputs(tmp_path):
+    f, g = _net(3), _net(4, hidden=(6,), n_out=2)
+    pf, pg = f.to_onnx(tmp_path / "f.onnx"), g.to_onnx(tmp_path / "g.onnx")
+    f32, g32 = _f32(f), _f32(g)
+    X, h = _grid()
+    diff = f32.forward(X)[:, 0] - g32.forward(X)[:, 0]
+    # Lipschitz bound of f0 - g0 on the shared input
+    miss = (float(_lipschitz(f32, np.array([1.0, 0, 0])).sum()) + float(_lipschitz(g32, np.array([1.0, 0])).sum())) * h / 2
+    loaded = {"f": load_onnx(pf), "g": load_onnx(pg)}
+    head = ("(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [1,2]) (declare-output Y real [1,3]))\n"
+            "(declare-network g (declare-input U real [1,2]) (declare-output W real [1,2]))\n" + BOX2)
+    shared = "(assert (and (== X[0,0] U[0,0]) (== X[0,1] U[0,1])))\n"
+    for thr, truth in ((diff.max() - 0.02, "sat"), (diff.max() + miss + 0.02, "unsat")):
+        q = parse_query(head + shared + f"(assert (>= (- Y[0,0] W[0,0]) {float(thr)!r}))\n")
+        res = verify(q, loaded, timeout=60)
+        assert res.status == truth, res.log
+        if truth == "sat":
+            assert np.array_equal(res.values["X"], res.values["U"])  # one shared input
+            x = res.values["X"].ravel()
+            assert _ort(pf, x)[0] - _ort(pg, x)[0] >= thr
+    # separate inputs (no identification): max f0(x) - min g0(u) over two boxes; U boxed explicitly
+    sep_max = f32.forward(X)[:, 0].max() - g32.forward(X)[:, 0].min()
+    boxu = BOX2.replace("X[", "U[")
+    q = parse_query(head + boxu + f"(assert (>= (- Y[0,0] W[0,0]) {float(sep_max - 0.02)!r}))\n")
+    res = verify(q, loaded, timeout=60)
+    assert res.status == "sat", res.log
+    x, u = res.values["X"].ravel(), res.values["U"].ravel()
+    assert _ort(pf, x)[0] - _ort(pg, u)[0] >= sep_max - 0.02
+
+
+def test_disjunctive_input_regions_and_empty_region(tmp_path):
+    net = _net(5)
+    path = net.to_onnx(tmp_path / "f.onnx")
+    loaded = {"N": load_onnx(path)}
+    n32 = _f32(net)
+    X, _ = _grid(101)
+    Xa = X[X[:, 0] <= -0.5]  # region A: x0 in [-1, -0.5]
+    thr = float(n32.forward(Xa)[:, 2].max() - 0.01)
+    head = "".join(f"(declare-const X_{i} Real)\n" for i in range(2)) + "".join(
+        f"(declare-const Y_{i} Real)\n" for i in range(3))
+    q = parse_query(head + "(assert (or (and (>= X_0 -1) (<= X_0 -0.5) (>= X_1 -1) (<= X_1 1) "
+                    f"(>= Y_2 {thr!r})) (and (>= X_0 1) (<= X_0 0) (>= X_1 0) (<= X_1 1))))\n")
+    res = verify(q, loaded, timeout=60)
+    assert res.status == "sat" and res.values["X"].ravel()[0] <= -0.5
+    q = parse_query(head + "(assert (and (>= X_0 1) (<= X_0 0) (>= X_1 0) (<= X_1 1)))\n(assert (>= Y_0 0.0))\n")
+    assert verify(q, loaded, timeout=60).status == "unsat"
+
+
+def test_fp_error_bound_covers_float32_onnxruntime(tmp_path):
+    from nnmiplib.bounds import interval_bounds
+    from nnmiplib.domains import box
+
+    net = _net(7, hidden=(30, 30), n_out=4)
+    path = net.to_onnx(tmp_path / "f.onnx")
+    n32 = _f32(net)
+    lo, hi = -np.ones(2), np.ones(2)
+    b = interval_bounds(n32, box(lo, hi))
+    E = fp_error_bound(n32, b.upper, lo, hi, "float32")
+    assert np.all(E > 0) and np.all(E < 1e-3)
+    X = np.random.default_rng(0).uniform(-1, 1, (300, 2)).astype(np.float32).astype(np.float64)
+    err = np.max([np.abs(_ort(path, x) - n32.forward(x)) for x in X], axis=0)
+    assert np.all(err <= E)
+
+
+# ----------------------------------------------------------------------------- the CLI
+def _cli(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-m", "nnmiplib", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=env, cwd=ROOT)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    net = _net(11)
+    path = net.to_onnx(d / "f.onnx")
+    n32 = _f32(net)
+    X, _ = _grid(101)
+    top = float((n32.forward(X) @ np.array([1.0, -1.0, 0.0])).max())
+    (d / "sat.vnnlib").write_text(_v2_single(float(top - 0.05)))
+    return d, path
+
+
+def test_cli_sat_prints_assignment_and_serialises(tiny, tmp_path):
+    d, path = tiny
+    rc, out, err = _cli("verify", d / "sat.vnnlib", "--network", f"f={path}", "--timeout", 60)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "sat" and lines[1] == "X float32 [1,2]" and lines[4] == "Y float32 [1,3]"
+    assert len(lines) == 8
+    x = np.array([float(v) for v in lines[2:4]])
+    y = np.array([float(v) for v in lines[5:8]])
+    assert np.array_equal(np.float32(x).astype(np.float64), x)  # printed values are float32 values
+    assert np.allclose(_ort(path, x), y, rtol=0, atol=1e-6)
+    rc, out, err = _cli("verify", d / "sat.vnnlib", "--network", f"f={path}", "--serialise-assignments", tmp_path / "a")
+    assert rc == 0 and out == "sat\n", err
+    from onnx import TensorProto, numpy_helper
+
+    t = TensorProto()
+    t.ParseFromString((tmp_path / "a" / "X.pb").read_bytes())
+    xs = numpy_helper.to_array(t)
+    assert xs.shape == (1, 2) and xs.dtype == np.float32 and (tmp_path / "a" / "Y.pb").exists()
+
+
+def test_cli_errors_and_exit_codes(tiny, tmp_path, capfd):
+    d, path = tiny
+    bad = tmp_path / "bad.vnnlib"
+    bad.write_text("(assert (<= X[0] 1.0)")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00\x01junk")
+    cases = [
+        (("verify", bad, "--network", f"f={path}"), 1),                        # malformed query
+        (("verify", d / "sat.vnnlib", "--network", f"f={junk}"), 1),           # malformed ONNX
+        (("verify", d / "sat.vnnlib", "--network", f"g={path}"), 1),           # undeclared network
+        (("verify", d / "sat.vnnlib"), 1),                                     # missing network
+        (("verify", tmp_path / "none.vnnlib", "--network", f"f={path}"), 1),   # no such file
+        (("verify", d / "sat.vnnlib", "--network", str(path)), 2),             # not NAME=FILE
+        (("verify", d / "sat.vnnlib", "--network", f"f={path}", "--timeout", "soon"), 2),
+        (("verify", d / "sat.vnnlib", "--network", f"f={path}", "--bogus"), 2),
+        (("supports",), 2),
+        (("supports", "--no-such-capability"), 2),
+    ]
+    from nnmiplib.cli import main
+
+    for args, code in cases:  # in-process (fast); fd-level capture sees C-level writes too
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors
+            rc = exc.code
+        out, err = capfd.readouterr()
+        assert rc == code, (args, rc, err)
+        assert out == "", (args, out)          # diagnostics never reach stdout
+        assert err.strip(), args
+    rc, out, err = _cli(*cases[0][0])          # and once as a real process
+    assert rc == 1 and out == "" and "malformed" in err
+
+
+def test_cli_timeout_answers_timed_out(tiny):
+    d, path = tiny
+    rc, out, _ = _cli("verify", d / "sat.vnnlib", "--network", f"f={path}", "--timeout", "0.01")
+    assert rc == 0 and out == "timed-out\n"
+
+
+def test_cli_supports_flags(capfd):
+    from nnmiplib.cli import main
+
+    permitted = {
+        "--hidden-node-theories": {"NH", "H"}, "--multiple-input-output-theories": {"SIO", "MIO"},
+        "--multiple-network-theories": {"SNET", "MENET", "MINET", "MNET"},
+        "--multiple-node-comparison-theories": {"SNC", "MNC"},
+        "--arithmetic-complexity-theories": {"BND", "OUTC", "LIN", "POLY"},
+    }
+    assert len(CAPABILITIES) >= 11
+    for flag in CAPABILITIES:
+        rc = main(["supports", flag])
+        out, err = capfd.readouterr()
+        assert rc == 0, (flag, err)
+        lines = out.splitlines()
+        if flag in permitted:
+            assert lines and set(lines) <= permitted[flag], (flag, lines)
+        elif flag in ("--onnx-opset-versions", "--vnnlib-versions"):
+            assert len(lines) == 2 and float(lines[0]) <= float(lines[1])
+        elif flag in ("--optimised-disjunctive-reasoning", "--serialise-assignments", "--unsat-proofs"):
+            assert out in ("true\n", "false\n")
+        elif flag == "--onnx-operators":
+            assert {"Gemm", "Relu", "MatMul", "Add", "Flatten"} <= set(lines)
+            assert all(len(line.split()) == 1 for line in lines)
+        elif flag == "--onnx-element-types":
+            assert "real" in lines and set(lines) <= {"float32", "float64", "real"}
+    assert _cli("supports", "--serialise-assignments")[1] == "true\n"
+
+
+def test_vnncomp_benchmark_on_generated_example(tmp_path):
+    spec = importlib.util.spec_from_file_location("vnncomp", ROOT / "benchmarks" / "vnncomp.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    d = mod.make_example(tmp_path / "bench")
+    rows, totals = mod.run_folder(d)
+    assert totals["instances"] == 6 and totals["solved"] == 6, rows
+    assert totals["sat"] == 3 and totals["unsat"] == 3
+    assert totals["wrong_witnesses"] == 0 and totals["wrong_answers"] == 0
+    # a corrupted witness is caught by the re-check
+    q = parse_query((d / "v2_sat.vnnlib").read_text())
+    ok, _ = mod.recheck(q, {"f": str(d / "tiny.onnx")}, {"X": np.zeros((1, 2)), "Y": np.zeros((1, 3))})
+    assert not ok
+
+
+def test_equal_to_network_with_linear_input_coupling(tmp_path, capfd):
+    """MENET: g is declared equal-to f (one ONNX file); inputs coupled by U0 >= X0 + 0.5."""
+    net = _net(8)
+    path = net.to_onnx(tmp_path / "f.onnx")
+    n32 = _f32(net)
+    X, _ = _grid(41)
+    # brute force over pairs on a coarse grid: the best W0 - Y0 with u0 >= x0 + 0.5, u1 = x1 free
+    y0 = n32.forward(X)[:, 0]
+    ok = X[None, :, 0] >= X[:, None, 0] + 0.5
+    best = float(np.max(np.where(ok, y0[None, :] - y0[:, None], -np.inf)))
+    text = ("(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [1,2]) (declare-output Y real [1,3]))\n"
+            "(declare-network g (equal-to f) (declare-input U real [1,2]) (declare-output W real [1,3]))\n"
+            + BOX2 + BOX2.replace("X[", "U[") + "(assert (>= U[0,0] (+ X[0,0] 0.5)))\n"
+            f"(assert (>= (- W[0,0] Y[0,0]) {best - 0.01!r}))\n")
+    q = tmp_path / "q.vnnlib"
+    q.write_text(text)
+    from nnmiplib.cli import main
+
+    assert main(["verify", str(q), "--network", f"f={path}", "--timeout", "60"]) == 0
+    out = capfd.readouterr().out.splitlines()
+    assert out[0] == "sat" and out[1] == "X real [1,2]" and out[8] == "U real [1,2]"
+    x, u = np.array(out[2:4], dtype=float), np.array(out[9:11], dtype=float)
+    assert u[0] >= x[0] + 0.5 and np.all(np.abs(np.r_[x, u]) <= 1)
+    assert _ort(path, u)[0] - _ort(path, x)[0] >= best - 0.01
+    assert main(["verify", str(q), "--network", f"f={path}", "--network", f"g={path}"]) == 1
+    assert "equal-to" in capfd.readouterr().err
