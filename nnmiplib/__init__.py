@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "data", "train", "network", "prune", "domains", "bounds", "encode", "bounder", "queries",
     "solvers", "experiments", "plots", "cli", "onnx_io", "vnnlib_io", "softmax_pwl", "attacks",
-    "verdicts", "study", "bookbuild",
+    "verdicts", "study", "bookbuild", "result", "query_core", "softmax_query", "verify", "paths",
 }
 
 __all__ = ["Network", "Box", "softmax", "__version__", *sorted(_SUBMODULES)]

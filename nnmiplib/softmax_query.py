@@ -1,0 +1,237 @@
+r"""The softmax-objective query loop (:func:`softmax_l1_query`) and its exact SCIP
+reference (:func:`scip_exact_l1`). The relaxation itself, with its maths, is in
+:mod:`nnmiplib.softmax_pwl`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .network import softmax
+from .softmax_pwl import L1Block, SoftmaxBlock, SoftmaxState
+
+__all__ = ["scip_exact_l1", "softmax_l1_query"]
+
+log = logging.getLogger("nnmiplib.softmax_pwl")
+
+
+# ------------------------------------------------------------------ the refinement loop
+def _r_of(net, x) -> np.ndarray | None:
+    if x is None:
+        return None
+    a = net.forward(x)
+    return a - logsumexp(a)
+
+
+def _l1_value(nets, x, y0=None) -> float:
+    ps = [softmax(n.forward(x)) for n in nets]
+    other = ps[1] if y0 is None else y0
+    return float(np.abs(ps[0] - other).sum())
+
+
+def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None = 60.0, solver: str = "highs",
+                     tol: float = 1e-3, attack: bool = True, rng=0, query: str = "maxdiff",
+                     max_iter: int = 50, n_segments: int = 2, n_tangents: int = 32,
+                     max_breakpoints: int = 12, spread: tuple = (0.01, 0.1), round_share: float = 0.5):
+    r"""Maximise :math:`\lVert p^1 - p^2\rVert_1` (two nets) or :math:`\lVert p - y_0\rVert_1`
+    (one net, ``y0`` given) over the shared input box, soundly, with linear solvers only.
+
+    Loop: solve the MILP of the networks plus the relaxation (S1)–(S4) and the L1 block;
+    its dual bound (widened by 1e-6·(1+|bound|)) bounds the true maximum; its incumbent
+    input is re-evaluated exactly; the relaxation is refined at the incumbent's and the
+    best point's logits; stop when ``dual − best ≤ tol`` (status ``optimal``), at
+    ``time_limit`` or after ``max_iter`` rounds. Every round's dual bound is valid; the
+    smallest one is reported (and never more than 2, the largest L1 distance of two
+    probability vectors). ``result.extra["history"]`` lists (seconds, dual, best) per round.
+    """
+    import time as _time
+
+    from . import attacks as atk
+    from .encode import encode
+    from .queries import _run, _widen, solver_input, start_violation
+    from .result import DOMAIN_TOL, Result, rel_tol, relative_gap
+    from .solvers import Status
+
+    t0 = _time.perf_counter()
+    nets = list(nets)
+    if y0 is None and len(nets) != 2:
+        raise ValueError("the softmax L1 objective compares two networks, or one network with a fixed y0")
+    if y0 is not None:
+        y0 = np.asarray(y0, float)
+        if len(nets) != 1 or y0.size != nets[0].n_outputs:
+            raise ValueError(f"y0 must have one entry per class of the single network ({nets[0].n_outputs})")
+    res = Result(query, "max", solver=solver)
+    res.extra.update(tol=tol, method="pwl-relaxation")
+    states = [SoftmaxState.initial(b.lower[-1], b.upper[-1], n_segments) for b in bounds]
+    for st in states:
+        st.max_breakpoints = max_breakpoints
+    base = encode(nets, domain, bounds)
+    best_x, best_val, best_src, best_solver_logits = None, -np.inf, None, None
+    if n_tangents:
+        Xs = domain.sample(n_tangents, np.random.default_rng(rng))
+        for st, n in zip(states, nets):
+            st.add_tangents(n.forward(Xs))
+    if attack:
+        obj = atk.obj_maxdiff() if y0 is None else atk.obj_softmax_l1(y0)
+        ar = atk.attack(nets, domain, obj, rng=rng)
+        if ar.x is not None:
+            best_x, best_val, best_src = ar.x, _l1_value(nets, ar.x, y0), f"attack:{ar.source}"
+            for st, n in zip(states, nets):
+                st.refine(n.forward(best_x), spread=spread)
+    dual, history, nodes, last = 2.0 + 1e-12, [], 0, None
+    stop_reason = "iteration limit"
+    mip_gap = min(1e-4, tol / 4)
+    share = round_share
+    for it in range(max_iter):
+        remaining = None if time_limit is None else time_limit - (_time.perf_counter() - t0)
+        if remaining is not None and remaining <= 0.05:
+            stop_reason = "time limit"
+            break
+        m = base.copy()
+        blocks = [SoftmaxBlock(m, nv.a[-1], st) for nv, st in zip(m.nets, states)]
+        l1 = L1Block(m, blocks[0].P, blocks[1].P if y0 is None else None, y0=y0)
+        m.set_objective(l1.objective(m.n_vars), "max")
+        start = None
+        if best_x is not None:
+            start = m.point(best_x)
+            for blk in blocks:
+                blk.fill(start)
+            l1.fill(start)
+            if start_violation(m, start) > 1e-6:
+                log.debug("relaxation start violates rows by %.3g", start_violation(m, start))
+        # a round gets at most ``round_share`` of the time left (≥ 2 s): a timed-out round still gives a
+        # valid dual bound and an incumbent to refine at
+        budget = None if remaining is None else min(remaining, max(2.0, share * remaining))
+        sol = _run(m, solver, budget, start, mip_gap=mip_gap)
+        last = sol
+        nodes += int(sol.nodes)
+        if sol.status is Status.INFEASIBLE:
+            res.message = "the relaxation was reported infeasible (numerical trouble: the true problem is feasible)"
+            stop_reason = "error"
+            break
+        if sol.dual_bound is not None and np.isfinite(sol.dual_bound) and sol.status in (
+                Status.OPTIMAL, Status.TIME_LIMIT, Status.INTERRUPTED):
+            dual = min(dual, _widen(sol.dual_bound, "max"))
+        added = 0
+        if sol.x is not None:
+            x = solver_input(m, sol.x, domain)
+            if x is not None:
+                val = _l1_value(nets, x, y0)
+                if val > best_val:
+                    best_x, best_val, best_src = x, val, "solver"
+                    best_solver_logits = [sol.x[nv.a[-1]] for nv in m.nets]
+                for st, n in zip(states, nets):
+                    added += st.refine(n.forward(x), protect=_r_of(n, best_x))
+        history.append((_time.perf_counter() - t0, dual, best_val))
+        log.info("%s round %d: dual %.6g best %.6g (%d binaries)", query, it, dual, best_val, m.n_integer)
+        if best_x is not None and dual - best_val <= tol:
+            stop_reason = "gap closed"
+            break
+        if best_x is not None:
+            for st, n in zip(states, nets):
+                added += st.refine(n.forward(best_x), protect=_r_of(n, best_x), spread=spread)
+        if sol.status is Status.TIME_LIMIT and (remaining is None or budget >= remaining - 1e-9):
+            stop_reason = "time limit"
+            break
+        if sol.status not in (Status.OPTIMAL, Status.TIME_LIMIT):
+            stop_reason = f"solver status {sol.status.value}"
+            break
+        if added == 0 and sol.status is Status.TIME_LIMIT and share < 1.0:
+            share = 1.0  # nothing new to refine at: give the next round all the time left
+            continue
+        if added == 0:
+            stop_reason = "no new refinement point (the solver's MIP gap limits the bound)"
+            break
+    res.nodes = nodes
+    res.dual_bound = dual
+    res.extra.update(history=history, iterations=len(history), stop=stop_reason,
+                     binaries=int(m.n_integer) if last is not None else 0)
+    if best_x is not None:
+        res.x = np.asarray(best_x, float)
+        res.objective = best_val
+        res.incumbent_source = best_src
+        if best_solver_logits is not None and best_src == "solver":
+            ps = [softmax(a) for a in best_solver_logits]
+            res.solver_objective = float(np.abs(ps[0] - (ps[1] if y0 is None else y0)).sum())
+        else:
+            res.solver_objective = best_val
+        res.verified = bool(domain.contains(res.x, DOMAIN_TOL)
+                            and abs(res.solver_objective - best_val) <= rel_tol(best_val, res.tolerance))
+        res.gap = relative_gap(best_val, dual)
+    closed = best_x is not None and dual - best_val <= tol
+    if stop_reason == "error":
+        res.status = "error"
+    elif closed and res.verified:
+        res.status = "optimal"
+    else:
+        res.status = "time_limit_feasible" if (res.x is not None and res.verified) else "time_limit_infeasible"
+    res.message = (res.message + "; " if res.message else "") + stop_reason
+    res.fill_outputs(nets)
+    res.time = _time.perf_counter() - t0
+    return res
+
+
+# ------------------------------------------------------------- exact reference (SCIP)
+def scip_exact_l1(nets, domain, bounds, *, y0=None, time_limit: float = 30.0) -> dict:
+    r"""The exact MINLP of the softmax L1 objective with SCIP's native ``exp`` (small cases).
+
+    Same network model and L1 block as the PWL route, but :math:`p = \operatorname{softmax}(a)`
+    is imposed exactly: :math:`E_k = e^{a_k - s}` (shift ``s`` = the largest logit upper
+    bound, against overflow) and :math:`P_k \sum_j E_j = E_k`. Meant as an independent
+    cross-check of :func:`softmax_l1_query` on tiny networks.
+
+    Returns
+    -------
+    dict with ``status``, ``primal``, ``dual`` (SCIP's bounds), ``x`` (or None), ``time``.
+    """
+    import time as _time
+
+    from pyscipopt import Model, exp, quicksum
+
+    from .encode import encode
+
+    t0 = _time.perf_counter()
+    nets = list(nets)
+    mm = encode(nets, domain, bounds)
+    Ps = [mm.add_vars(n.n_outputs, 0.0, 1.0) for n in nets]
+    l1 = L1Block(mm, Ps[0], Ps[1] if y0 is None else None, y0=y0)
+    mm.set_objective(l1.objective(mm.n_vars), "max")
+    m = Model()
+    m.hideOutput()
+    m.setParam("limits/time", float(time_limit))
+    m.setParam("parallel/maxnthreads", 1)
+    v = [m.addVar(lb=None if not np.isfinite(lo) else float(lo), ub=None if not np.isfinite(hi) else float(hi),
+                  vtype="B" if (integ and lo >= 0 and hi <= 1) else ("I" if integ else "C"))
+         for lo, hi, integ in zip(mm.col_lo, mm.col_hi, mm.integrality)]
+    A = mm.A.tocsr()
+    for i in range(A.shape[0]):
+        cols, vals = A.indices[A.indptr[i]:A.indptr[i + 1]], A.data[A.indptr[i]:A.indptr[i + 1]]
+        expr = quicksum(float(c) * v[j] for j, c in zip(cols, vals))
+        lo, hi = mm.row_lo[i], mm.row_hi[i]
+        if np.isfinite(lo) and np.isfinite(hi) and lo == hi:
+            m.addCons(expr == float(lo))
+        else:
+            if np.isfinite(lo):
+                m.addCons(expr >= float(lo))
+            if np.isfinite(hi):
+                m.addCons(expr <= float(hi))
+    for nv, P, b in zip(mm.nets, Ps, bounds):
+        s = float(np.max(b.upper[-1]))
+        E = [m.addVar(lb=0.0, ub=None) for _ in P]
+        for k, (ek, col) in enumerate(zip(E, nv.a[-1])):
+            m.addCons(ek == exp(v[int(col)] - s))
+        S = quicksum(E)
+        for k, col in enumerate(P):
+            m.addCons(v[int(col)] * S == E[k])
+    m.setObjective(quicksum(float(c) * v[j] for j, c in enumerate(mm.c) if c != 0.0), "maximize")
+    m.optimize()
+    status = m.getStatus()
+    x = None
+    if m.getNSols() > 0:
+        sol = m.getBestSol()
+        x = np.array([m.getSolVal(sol, v[int(j)]) for j in mm.x])
+    return {"status": status, "primal": m.getPrimalbound() if x is not None else None,
+            "dual": m.getDualbound(), "x": x, "time": _time.perf_counter() - t0}
