@@ -1,0 +1,169 @@
+"""Unit and known-answer tests of nnmiplib.bounds (Prop 2.1, Prop 2.2, interval, crown, Bounds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnmiplib as nm
+from nnmiplib.bounds import (
+    Bounds,
+    compute_bounds,
+    crown_bounds,
+    interval_bounds,
+    naive_bounds,
+    prop22_bounds,
+    prop22_layer,
+    ro_gap,
+)
+from nnmiplib.domains import Box, box, unit_box
+
+
+@pytest.fixture
+def hand_net():
+    """y = ReLU(x1 − x2) + ReLU(x1 + x2 − 1) on [0, 1]²: true range of y is [0, 1]."""
+    return nm.Network([np.array([[1.0, -1.0], [1.0, 1.0]]), np.array([[1.0, 1.0]])],
+                      [np.array([0.0, -1.0]), np.array([0.0])], name="hand")
+
+
+def test_naive_known_answer(hand_net):
+    b = naive_bounds(hand_net, unit_box(2))
+    # ‖W⁰‖∞ = 2, ‖h⁰‖∞ = 1, ‖b⁰‖∞ = 1 → M₀ = 3; ‖W¹‖∞ = 2 → M₁ = 6
+    np.testing.assert_allclose(b.upper[0], [3, 3], rtol=1e-8)
+    np.testing.assert_allclose(b.lower[0], [-3, -3], rtol=1e-8)
+    np.testing.assert_allclose(b.upper[1], [6], rtol=1e-8)
+    assert np.all(b.upper[1] >= 6) and np.all(b.lower[0] <= -3)  # widened outward, never inward
+
+
+def test_interval_and_crown_known_answer(hand_net):
+    bi = interval_bounds(hand_net, unit_box(2))
+    np.testing.assert_allclose(bi.lower[0], [-1, -1], atol=1e-8)
+    np.testing.assert_allclose(bi.upper[0], [1, 1], atol=1e-8)
+    np.testing.assert_allclose([bi.lower[1][0], bi.upper[1][0]], [0, 2], atol=1e-8)
+    bc = crown_bounds(hand_net, unit_box(2))
+    # chords 0.5·(a + 1) on both neurons: y ≤ x1 + 0.5 ≤ 1.5; lower slopes 0 (|l| ≥ u) → y ≥ 0
+    np.testing.assert_allclose([bc.lower[1][0], bc.upper[1][0]], [0, 1.5], atol=1e-8)
+    assert bc.source[1][0] == "interval/crown"
+    assert bc.lower[1][0] <= 0 and bc.upper[1][0] >= 1  # contains the true range [0, 1]
+
+
+def test_crown_lower_slope_options(hand_net):
+    same = crown_bounds(hand_net, unit_box(2), lower_slope="same")
+    # parallel lower relaxation 0.5·a: y ≥ 0.5(x1 − x2) + 0.5(x1 + x2 − 1) = x1 − 0.5 ≥ −0.5, clipped by interval at 0
+    assert same.lower[1][0] == pytest.approx(0, abs=1e-8)
+    with pytest.raises(ValueError, match="lower_slope"):
+        crown_bounds(hand_net, unit_box(2), lower_slope="bogus")
+    assert crown_bounds(hand_net, unit_box(2), lower_slope="adaptive").upper[1][0] == pytest.approx(1.5, abs=1e-8)
+
+
+def test_prop22_layer_known_answer():
+    lo, hi = prop22_layer(np.array([[1.0, -2.0], [0.5, 0.5]]), np.array([1.0, -3.0]),
+                          np.array([1.0, 0.0]), np.array([0.0, 2.0]))
+    # ‖W‖∞ = 3, max(H, H̄) = 2, ‖b‖∞ = 3 → 9
+    np.testing.assert_allclose(hi, [9, 9], rtol=1e-8)
+    np.testing.assert_allclose(lo, [-9, -9], rtol=1e-8)
+    with pytest.raises(ValueError, match="shapes"):
+        prop22_layer(np.ones((2, 3)), np.ones(2), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="≥ 0"):
+        prop22_layer(np.ones((2, 2)), np.ones(2), -np.ones(2), np.ones(2))
+
+
+def test_prop22_equals_naive_from_box(hand_net):
+    a, b = naive_bounds(hand_net, unit_box(2)), prop22_bounds(hand_net, unit_box(2))
+    for l in range(a.n_layers):
+        np.testing.assert_allclose(a.upper[l], b.upper[l], rtol=1e-7)
+
+
+def test_bounds_helpers(hand_net):
+    b = crown_bounds(hand_net, box([0.6, 0.0], [1.0, 0.1]))
+    # x1 − x2 ∈ [0.5, 1] stably active; x1 + x2 − 1 ∈ [−0.4, 0.1] unstable
+    assert b.stable_active(0).tolist() == [True, False]
+    assert b.unstable(0).tolist() == [False, True]
+    assert b.stable_counts() == [{"layer": 0, "n": 2, "active": 1, "inactive": 0, "unstable": 1}]
+    H, Hb = b.big_m(0)
+    assert H[0] == pytest.approx(1.0, abs=1e-8) and Hb[0] == 0.0 and Hb[1] == pytest.approx(0.4, abs=1e-8)
+    assert np.all(b.width(0) > 0)
+    assert b.n_layers == 2 and "crown" in repr(b)
+
+
+def test_intersect_keeps_tightest_and_sources(hand_net):
+    bn, bc = naive_bounds(hand_net, unit_box(2)), crown_bounds(hand_net, unit_box(2))
+    bx = bn.intersect(bc)
+    assert bx.contains(bc) and bc.contains(bx)
+    assert bx.source[1][0] == "interval/crown"
+    assert bx.method == "naive&crown"
+    with pytest.raises(ValueError, match="different networks"):
+        bn.intersect(crown_bounds(nm.Network([np.eye(2), np.ones((1, 2))], [np.zeros(2), np.zeros(1)]), unit_box(2)))
+    with pytest.raises(ValueError, match="different input domains"):
+        bn.intersect(crown_bounds(hand_net, box([0, 0], [0.5, 0.5])))
+
+
+def test_save_load_roundtrip_and_digest(tmp_path, hand_net):
+    b = crown_bounds(hand_net, box([0.0, 0.2], [1.0, 0.9], name="mine"))
+    p = b.save(tmp_path / "b")
+    assert p.suffix == ".npz" and not list(tmp_path.glob("*.tmp"))
+    c = Bounds.load(p, net=hand_net)
+    for l in range(b.n_layers):
+        assert np.array_equal(b.lower[l], c.lower[l]) and np.array_equal(b.upper[l], c.upper[l])
+        assert b.source[l].tolist() == c.source[l].tolist()
+    assert c.domain.name == "mine" and np.array_equal(c.domain.hi, b.domain.hi)
+    assert c.method == "crown" and c.stats["stable"] == b.stats["stable"]
+    other = hand_net.with_parameters(biases=[np.array([0.0, -0.5]), np.array([0.0])])
+    with pytest.raises(ValueError, match="not valid for another"):
+        Bounds.load(p, net=other)
+    with pytest.raises(ValueError, match="not to"):
+        c.violation(other, np.zeros((1, 2)))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable"):
+        Bounds.load(tmp_path / "junk.npz")
+    with pytest.raises(FileNotFoundError):
+        Bounds.load(tmp_path / "missing.npz")
+
+
+def test_ro_gap_known_answer(hand_net):
+    b = crown_bounds(hand_net, unit_box(2))
+    lp = Bounds([l.copy() for l in b.lower], [u.copy() for u in b.upper], b.source, b.time, "lp", b.net_digest, b.domain)
+    milp = Bounds([l.copy() for l in b.lower], [u.copy() for u in b.upper], b.source, b.time, "milp", b.net_digest,
+                  b.domain)
+    lp.upper[1][:] = 2.0
+    milp.upper[1][:] = 1.0
+    g = ro_gap(lp, milp)
+    assert g[1].shape == (2, 1)
+    assert g[1][1, 0] == pytest.approx(1.0) and g[1][0, 0] == 0.0
+    assert ro_gap(lp, milp, "upper")[1][0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="which"):
+        ro_gap(lp, milp, "middle")
+
+
+@pytest.mark.parametrize("method", ["naive", "prop22", "interval", "crown"])
+def test_compute_bounds_dispatch_and_bad_inputs(hand_net, method):
+    b = compute_bounds(hand_net, unit_box(2), method=method)
+    assert b.method == method and b.net_digest == hand_net.digest()
+    b2 = compute_bounds(hand_net, ([0, 0], [1, 1]), method=method)  # a (lo, hi) pair works too
+    assert np.allclose(b2.upper[1], b.upper[1])
+    with pytest.raises(ValueError, match="takes 2 inputs"):
+        compute_bounds(hand_net, unit_box(3), method=method)
+    with pytest.raises(ValueError, match="inverted"):
+        compute_bounds(hand_net, ([0, 1], [1, 0]), method=method)
+    with pytest.raises(ValueError, match="NaN"):
+        compute_bounds(hand_net, ([0, np.nan], [1, 1]), method=method)
+    with pytest.raises(ValueError, match="empty"):
+        compute_bounds(hand_net, ([], []), method=method)
+
+
+def test_compute_bounds_rejects_unknown_method_and_non_network(hand_net):
+    with pytest.raises(ValueError, match="unknown bound method"):
+        compute_bounds(hand_net, unit_box(2), method="magic")
+    with pytest.raises(ValueError, match="Network"):
+        compute_bounds([np.eye(2)], unit_box(2), method="interval")
+    with pytest.raises(ValueError, match="Box"):
+        compute_bounds(hand_net, np.zeros(2), method="interval")
+    with pytest.raises(ValueError, match="NaN"):
+        Box(np.array([0.0, np.nan]), np.ones(2))
+
+
+def test_bounds_rejects_crossed_or_nan():
+    with pytest.raises(ValueError, match="lower"):
+        Bounds([np.array([1.0])], [np.array([0.0])], [np.array(["x"])], [np.zeros(1)], "x", "d", unit_box(1))
+    with pytest.raises(ValueError, match="NaN"):
+        Bounds([np.array([np.nan])], [np.array([0.0])], [np.array(["x"])], [np.zeros(1)], "x", "d", unit_box(1))
