@@ -113,11 +113,16 @@ def copy_book_sources(dest: Path, root: Path | None = None) -> Path:
 _THEBE_LINE = re.compile(r"^[ \t]*<script>const THEBE_JS_URL = [^\n]*</script>[ \t]*\n", re.M)
 
 
+# Sphinx numbers every figure ("Fig. 3") whatever numfig says under jupyter-book; our
+# captions carry the thesis's ids ("Fig 2.4 — …"), so Sphinx's own number goes.
+_CAPTION_NUMBER = re.compile(r'<span class="caption-number">(Fig\.|Table) \d+ </span>')
+
+
 def _postprocess_html(html_dir: Path) -> None:
-    """Remove the inline sphinx-thebe loader URL: the book never launches thebe (offline)."""
+    """Drop the inline sphinx-thebe loader (never launched: the book is offline) and Sphinx's figure numbers."""
     for page in html_dir.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        new = _THEBE_LINE.sub("", text)
+        new = _CAPTION_NUMBER.sub("", _THEBE_LINE.sub("", text))
         if new != text:
             page.write_text(new, encoding="utf-8")
 

@@ -7,7 +7,21 @@ Common behaviour of every query
   on the query's domain) or let the query compute them with
   ``compute_bounds(net, domain, method=bounds_method)`` (default ``"lp"``; ``"crown"`` is
   fast and fine for tests). Bound time is reported in ``result.extra["bounds_time"]``
-  and is not charged to ``time_limit`` (which limits the solver phase).
+  and is **not** charged to ``time_limit``.
+* **Time limit**: ``time_limit`` is a wall-clock budget for everything after the
+  bounds — attacks, model building, the difference LPs and every refinement round of
+  the softmax queries, every solve (maxflip's strict re-solve, mineps's LP fallback) and
+  the polishing of the solver's point — measured from one start time. Overruns are
+  limited to the solver's own reaction time to its limit plus the final float64
+  checks (≈ 0.1 s on the test machine; the tests allow 2·limit + 2 s under load).
+  ``result.time`` includes the bounds.
+* **Dual bound always reported** (unless the query is proven infeasible): the solver's
+  bound widened by 1e-6·(1+|bound|) (``extra["dual_source"] = "solver"``); when the
+  solver gives none (a time limit before the root, NaN), the bound implied by the
+  model's column bounds (``"column-bounds"``: PV margin max_k(u_k − ℓ_c) from the logit
+  bounds, maxflip the neuron pairs that can flip plus the stable flips, mineps 0); mineps
+  then tries its LP relaxation (``"lp-relaxation"``). The softmax queries always hold
+  a relaxation bound (≤ 2).
 * **Primal heuristics**: random sampling + projected gradient (:mod:`nnmiplib.attacks`)
   run first; the best input is handed to the solver as a MIP start after checking that
   the model reproduces it (:meth:`MipModel.point` satisfies every row within 1e-6).
@@ -45,6 +59,7 @@ from .query_core import (  # noqa: F401  (re-exported for softmax_pwl and users)
     _solve_linear,
     _widen,
     get_bounds,
+    lp_objective_bound,
     solver_input,
     start_violation,
 )
@@ -108,13 +123,15 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     if form not in ("margin", "softmax"):
         raise ValueError(f"form must be 'margin' or 'softmax', got {form!r}")
     bds, tb = get_bounds([net], domain, bounds, bounds_method)
+    t1 = time.perf_counter()  # the time limit starts after the bounds
+    deadline = None if time_limit is None else t1 + time_limit
     c = int(np.argmax(net.forward(x0)))
     if form == "softmax":
         from .softmax_pwl import softmax_l1_query
 
         y0 = softmax(net.forward(x0))
         res = softmax_l1_query([net], domain, bds, y0=y0, time_limit=time_limit, solver=solver, tol=tol,
-                               attack=attack, rng=rng, query="pv-softmax")
+                               attack=attack, rng=rng, query="pv-softmax", t_start=t1)
         res.extra.update(bounds_time=tb, reference_class=c)
         res.time = time.perf_counter() - t0
         return res
@@ -135,7 +152,7 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
             cands.append((ar.x, f"attack:{ar.source}", False))
             start = model.point(ar.x)
             fill(start)
-    sol = _run(model, solver, None if time_limit is None else time_limit - (time.perf_counter() - t0), start)
+    sol = _run(model, solver, None if deadline is None else deadline - time.perf_counter(), start)
     if sol.x is not None:
         cands.insert(0, (solver_input(model, sol.x, domain), "solver", True))
 
@@ -150,7 +167,7 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
         return float(p[v])
 
     res = _finish(res, [net], domain, evaluate=evaluate, check=None, cands=cands, sol=sol,
-                  model_value=model_value, t0=t0)
+                  model_value=model_value, t0=t0, model=model, deadline=deadline)
     res.extra["class_changed"] = bool(res.verified and res.objective is not None and res.objective >= margin)
     res.extra["robust_proven"] = bool(res.dual_bound is not None and res.dual_bound < 0)
     return res
@@ -172,11 +189,12 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
     nets = [net1, net2]
     _check_nets(nets, domain)
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+    t1 = time.perf_counter()  # the time limit starts after the bounds
     if form == "softmax":
         from .softmax_pwl import softmax_l1_query
 
         res = softmax_l1_query(nets, domain, bds, time_limit=time_limit, solver=solver, tol=tol, attack=attack,
-                               rng=rng, query="maxdiff")
+                               rng=rng, query="maxdiff", t_start=t1)
         res.extra["bounds_time"] = tb
         res.time = time.perf_counter() - t0
         return res
@@ -226,7 +244,9 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
         g[r, k] = np.sign(d[r, k])
         return np.abs(d[r, k]), [g, -g]
 
-    return _solve_linear(res, nets, domain, model, fill, w, fobj, None, time_limit, solver, attack, rng, t0)
+    res = _solve_linear(res, nets, domain, model, fill, w, fobj, None, time_limit, solver, attack, rng, t1)
+    res.time = time.perf_counter() - t0
+    return res
 
 
 # -------------------------------------------------------------------------- maxout
@@ -255,6 +275,7 @@ def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: flo
         raise ValueError(f"tau must be ≥ 0, got {tau}")
     c1, c2 = int(c1), int(c2)
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+    t1 = time.perf_counter()  # the time limit starts after the bounds
     from .encode import encode
 
     res = Result("maxout", "max", solver=solver, margin=margin)
@@ -287,9 +308,10 @@ def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: flo
         return float(net1.forward(x)[c1] + net2.forward(x)[c2])
 
     res = _solve_linear(res, nets, domain, model, lambda v: None, None, atk.obj_maxout(c1, c2, tau_m), check,
-                        time_limit, solver, attack, rng, t0, feasible=feasible, evaluate=evaluate)
+                        time_limit, solver, attack, rng, t1, feasible=feasible, evaluate=evaluate)
     if res.x is not None:
         res.extra["class_margins"] = [float(m) for m in margins(res.x)]
+    res.time = time.perf_counter() - t0
     return res
 
 
@@ -332,6 +354,7 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
                          f"({net1.layer_sizes} vs {net2.layer_sizes})")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
 
+    t1 = time.perf_counter()  # the time limit starts after the bounds
     res = Result("maxflip", "max", solver=solver)
     res.extra["bounds_time"] = tb
     model, omegas, const_obj = _flip_model(nets, domain, bds, strict=0.0)
@@ -347,8 +370,8 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
         return float(flip_count(net1, net2, x))
 
     res = _solve_linear(res, nets, domain, model, _flip_fill(model, omegas, bds), None, None, None, time_limit,
-                        solver, attack, rng, t0, evaluate=evaluate, attack_result=ar)
-    left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+                        solver, attack, rng, t1, evaluate=evaluate, attack_result=ar)
+    left = None if time_limit is None else time_limit - (time.perf_counter() - t1)
     if (res.dual_bound is not None and (res.objective is None or res.objective < res.dual_bound - 0.5)
             and (left is None or left > 0.1)):
         # the solver's optimum sat on a ReLU tie (a = 0 counted as active): re-solve with
@@ -358,7 +381,7 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
         prev = res
         cand = atk.AttackResult(prev.x, prev.objective or 0.0, prev.incumbent_source or "none", 0)
         res2 = _solve_linear(Result("maxflip", "max", solver=solver), nets, domain, m2, _flip_fill(m2, om2, bds),
-                             None, None, None, left, solver, prev.x is not None, rng, t0, evaluate=evaluate,
+                             None, None, None, time_limit, solver, prev.x is not None, rng, t1, evaluate=evaluate,
                              attack_result=cand if prev.x is not None else None)
         prev.extra["strict_dual_bound"] = res2.dual_bound  # valid if "active" means a ≥ 1e-5
         if res2.x is not None and res2.verified and (prev.objective is None or res2.objective > prev.objective):
@@ -483,6 +506,7 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
         raise ValueError(f"the original network answers {c0} at x0, not the label {label}; "
                          "mineps needs N₁(x₀) = C₀ (SPEC §4)")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+    t1 = time.perf_counter()  # the time limit starts after the bounds
     from .encode import encode
 
     res = Result("mineps", "min", solver=solver, margin=flip_margin)
@@ -534,8 +558,14 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
         return float(np.max(np.abs(np.asarray(x) - x0)))
 
     ar = _mineps_attack(original, pruned, x0, label, domain, m1, m2, rng) if attack else None
-    res = _solve_linear(res, nets, domain, model, fill, None, None, check, time_limit, solver, attack, rng, t0,
+    res = _solve_linear(res, nets, domain, model, fill, None, None, check, time_limit, solver, attack, rng, t1,
                         evaluate=evaluate, attack_result=ar, agree=lambda v, s, tol: v <= s + tol)
+    left = None if time_limit is None else time_limit - (time.perf_counter() - t1)
+    if res.extra.get("dual_source") == "column-bounds" and (left is None or left > 0.1):
+        lb = lp_objective_bound(model, solver, left)  # the LP relaxation beats ε ≥ 0
+        if lb is not None and lb > (res.dual_bound if res.dual_bound is not None else -np.inf):
+            res.dual_bound = _widen(lb, "min")
+            res.extra["dual_source"] = "lp-relaxation"
     if res.dual_bound is not None:
         res.dual_bound = max(0.0, res.dual_bound)  # ε ≥ 0 anyway
         if res.objective is not None and res.verified:
@@ -545,6 +575,7 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
         res.extra.update(keep=float(k1), flip=float(f2))
     if ar is not None:
         res.extra["attack_eps"] = ar.value if ar.x is not None else None
+    res.time = time.perf_counter() - t0
     return res
 
 

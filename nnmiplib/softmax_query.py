@@ -11,11 +11,74 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .network import softmax
-from .softmax_pwl import L1Block, SoftmaxBlock, SoftmaxState
 
 __all__ = ["scip_exact_l1", "softmax_l1_query"]
 
 log = logging.getLogger("nnmiplib.softmax_pwl")
+
+
+# ------------------------------------------------------------- logit-difference bounds
+def lp_diff_bounds(net, domain, bounds, *, solver: str = "highs", time_limit: float | None = None,
+                   order=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    r"""Bounds on the logit differences :math:`d_{jk} = a_j - a_k` over the LP relaxation of
+    ``net`` on ``domain`` (relaxation of (1.2)–(1.5) with ``bounds``), intersected with the
+    box bounds :func:`~nnmiplib.softmax_pwl.diff_box`.
+
+    One LP per ordered pair (j, k), warm-started; :math:`D_{lo}[j,k] = -D_{hi}[k,j]`. Each
+    bound is the rigorous Neumaier–Shcherbina bound from the LP's row duals
+    (:func:`nnmiplib.solvers.base.safe_lp_bound`), so it is valid even for an imprecise
+    solve; pairs left when ``time_limit`` runs out keep the box bound. Classes in
+    ``order`` (e.g. the class at the domain's centre first) are done first.
+    Returns (D_lo, D_hi, info) with info = {"lp_solved", "lp_pairs", "time"}.
+    """
+    import time as _time
+
+    from .encode import encode
+    from .softmax_pwl import diff_box
+    from .solvers import get_backend
+    from .solvers.base import safe_lp_bound
+
+    t0 = _time.perf_counter()
+    lo, hi = np.asarray(bounds.lower[-1], float), np.asarray(bounds.upper[-1], float)
+    d_lo, d_hi = diff_box(lo, hi)
+    K = lo.size
+    m = encode(net, domain, bounds, relax=True)
+    a = np.asarray(m.nets[0].a[-1])
+    be = get_backend(solver)(m, threads=1)
+    ks = list(order) if order is not None else []
+    ks += [k for k in range(K) if k not in ks]
+    solved, pairs = 0, [(j, k) for k in ks for j in range(K) if j != k]
+    for j, k in pairs:
+        left = None if time_limit is None else time_limit - (_time.perf_counter() - t0)
+        if left is not None and left <= 0.02:
+            break
+        c = np.zeros(m.n_vars)
+        c[a[j]], c[a[k]] = 1.0, -1.0
+        be.set_objective(c, "max")
+        try:
+            sol = be.solve(left)
+        except Exception as e:  # noqa: BLE001 — a failed LP keeps the box bound
+            log.debug("difference LP (%d, %d) failed: %s", j, k, e)
+            continue
+        rd = getattr(sol, "row_dual", None)
+        if rd is None:
+            continue
+        ub = safe_lp_bound(m, c, "max", rd)
+        if np.isfinite(ub):
+            d_hi[j, k] = min(d_hi[j, k], ub)
+            d_lo[k, j] = max(d_lo[k, j], -ub)
+            solved += 1
+    d_lo = np.minimum(d_lo, d_hi)
+    return d_lo, d_hi, {"lp_solved": solved, "lp_pairs": len(pairs), "time": _time.perf_counter() - t0}
+
+
+def forced_class(d_hi: np.ndarray) -> int | None:
+    """The class k with d_jk < 0 for every j ≠ k (it wins on the whole domain), or None."""
+    K = d_hi.shape[0]
+    for k in range(K):
+        if all(d_hi[j, k] < 0 for j in range(K) if j != k):
+            return k
+    return None
 
 
 # ------------------------------------------------------------------ the refinement loop
@@ -35,7 +98,8 @@ def _l1_value(nets, x, y0=None) -> float:
 def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None = 60.0, solver: str = "highs",
                      tol: float = 1e-3, attack: bool = True, rng=0, query: str = "maxdiff",
                      max_iter: int = 50, n_segments: int = 2, n_tangents: int = 32,
-                     max_breakpoints: int = 12, spread: tuple = (0.01, 0.1), round_share: float = 0.5):
+                     max_breakpoints: int = 12, spread: tuple = (0.01, 0.1), round_share: float = 0.5,
+                     diff_bounds: str = "lp", diff_share: float = 0.25, t_start: float | None = None):
     r"""Maximise :math:`\lVert p^1 - p^2\rVert_1` (two nets) or :math:`\lVert p - y_0\rVert_1`
     (one net, ``y0`` given) over the shared input box, soundly, with linear solvers only.
 
@@ -46,6 +110,15 @@ def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None 
     ``time_limit`` or after ``max_iter`` rounds. Every round's dual bound is valid; the
     smallest one is reported (and never more than 2, the largest L1 distance of two
     probability vectors). ``result.extra["history"]`` lists (seconds, dual, best) per round.
+
+    ``diff_bounds="lp"`` first bounds the logit differences by LP (:func:`lp_diff_bounds`,
+    at most ``diff_share`` of ``time_limit``) for the (S5)–(S7) rows; ``"box"`` uses the
+    logit box only. ``extra["forced_class"]`` lists, per network, the class that wins on
+    the whole domain (proved by the difference bounds) or None.
+
+    ``time_limit`` is a wall-clock budget from ``t_start`` (default: the call) shared by
+    the difference LPs, the attack, every model build and every solver round; the
+    network bounds are computed before and are not charged.
     """
     import time as _time
 
@@ -53,9 +126,10 @@ def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None 
     from .encode import encode
     from .queries import _run, _widen, solver_input, start_violation
     from .result import DOMAIN_TOL, Result, rel_tol, relative_gap
+    from .softmax_pwl import L1Block, SoftmaxBlock, SoftmaxState
     from .solvers import Status
 
-    t0 = _time.perf_counter()
+    t0 = _time.perf_counter() if t_start is None else float(t_start)
     nets = list(nets)
     if y0 is None and len(nets) != 2:
         raise ValueError("the softmax L1 objective compares two networks, or one network with a fixed y0")
@@ -65,7 +139,25 @@ def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None 
             raise ValueError(f"y0 must have one entry per class of the single network ({nets[0].n_outputs})")
     res = Result(query, "max", solver=solver)
     res.extra.update(tol=tol, method="pwl-relaxation")
-    states = [SoftmaxState.initial(b.lower[-1], b.upper[-1], n_segments) for b in bounds]
+    dbs, forced, dinfo = [], [], []
+    for i, (n, b) in enumerate(zip(nets, bounds)):
+        if diff_bounds == "lp":
+            left = None if time_limit is None else max(0.0, diff_share * time_limit - (_time.perf_counter() - t0))
+            left = None if left is None else left / (len(nets) - i)
+            order = [int(np.argmax(n.forward(domain.center)))]
+            d_lo, d_hi, info = lp_diff_bounds(n, domain, b, solver=solver, time_limit=left, order=order)
+        elif diff_bounds == "box":
+            from .softmax_pwl import diff_box
+
+            (d_lo, d_hi), info = diff_box(b.lower[-1], b.upper[-1]), {"lp_solved": 0}
+        else:
+            raise ValueError(f"diff_bounds must be 'lp' or 'box', got {diff_bounds!r}")
+        dbs.append((d_lo, d_hi))
+        forced.append(forced_class(d_hi))
+        dinfo.append(info)
+    res.extra.update(forced_class=forced, diff_bounds=dinfo)
+    states = [SoftmaxState.initial(b.lower[-1], b.upper[-1], n_segments, d_lo=dl, d_hi=dh)
+              for b, (dl, dh) in zip(bounds, dbs)]
     for st in states:
         st.max_breakpoints = max_breakpoints
     base = encode(nets, domain, bounds)
@@ -82,6 +174,7 @@ def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None 
             for st, n in zip(states, nets):
                 st.refine(n.forward(best_x), spread=spread)
     dual, history, nodes, last = 2.0 + 1e-12, [], 0, None
+    dual_src = "trivial (an L1 distance of probability vectors is ≤ 2)"
     stop_reason = "iteration limit"
     mip_gap = min(1e-4, tol / 4)
     share = round_share
@@ -104,6 +197,10 @@ def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None 
                 log.debug("relaxation start violates rows by %.3g", start_violation(m, start))
         # a round gets at most ``round_share`` of the time left (≥ 2 s): a timed-out round still gives a
         # valid dual bound and an incumbent to refine at
+        remaining = None if time_limit is None else time_limit - (_time.perf_counter() - t0)  # after the build
+        if remaining is not None and remaining <= 0.05:
+            stop_reason = "time limit"
+            break
         budget = None if remaining is None else min(remaining, max(2.0, share * remaining))
         sol = _run(m, solver, budget, start, mip_gap=mip_gap)
         last = sol
@@ -112,9 +209,10 @@ def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None 
             res.message = "the relaxation was reported infeasible (numerical trouble: the true problem is feasible)"
             stop_reason = "error"
             break
-        if sol.dual_bound is not None and np.isfinite(sol.dual_bound) and sol.status in (
-                Status.OPTIMAL, Status.TIME_LIMIT, Status.INTERRUPTED):
-            dual = min(dual, _widen(sol.dual_bound, "max"))
+        if (sol.dual_bound is not None and np.isfinite(sol.dual_bound)
+                and sol.status in (Status.OPTIMAL, Status.TIME_LIMIT, Status.INTERRUPTED)
+                and _widen(sol.dual_bound, "max") < dual):
+            dual, dual_src = _widen(sol.dual_bound, "max"), "pwl-relaxation"
         added = 0
         if sol.x is not None:
             x = solver_input(m, sol.x, domain)
@@ -147,7 +245,7 @@ def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None 
             break
     res.nodes = nodes
     res.dual_bound = dual
-    res.extra.update(history=history, iterations=len(history), stop=stop_reason,
+    res.extra.update(history=history, iterations=len(history), stop=stop_reason, dual_source=dual_src,
                      binaries=int(m.n_integer) if last is not None else 0)
     if best_x is not None:
         res.x = np.asarray(best_x, float)
@@ -192,6 +290,7 @@ def scip_exact_l1(nets, domain, bounds, *, y0=None, time_limit: float = 30.0) ->
     from pyscipopt import Model, exp, quicksum
 
     from .encode import encode
+    from .softmax_pwl import L1Block
 
     t0 = _time.perf_counter()
     nets = list(nets)

@@ -114,3 +114,15 @@ def test_figures_have_thesis_ids_in_captions(smoke_html):
             assert re.match(r"(Fig|Table)\s?\d", plain) or plain.startswith(("Extra", "Choice")), (
                 f"{page.name}: caption does not start with a thesis id: {plain[:80]!r}"
             )
+
+
+def test_chapters_record_their_verdicts(smoke_book):
+    import json
+
+    from nnmiplib.paths import results_dir
+
+    expected = {"ch1": {"F2.1", "F2.2", "F2.3", "F2.4"}, "ch2": {"F2.5", "F2.6", "F2.7", "F2.8"},
+                "ch3": {"F3.1", "F3.2", "F3.3", "F3.4"}, "ch4": {f"F4.{i}" for i in range(1, 9)}}
+    for chapter, ids in expected.items():
+        rec = json.loads((results_dir() / "verdicts" / f"{chapter}-smoke.json").read_text())
+        assert {f["id"] for f in rec["findings"]} == ids, chapter

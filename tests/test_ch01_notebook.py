@@ -1,11 +1,6 @@
-"""Chapter 1 end to end: the notebook under papermill at smoke scale.
-
-It uses the project's caches (``data/``), like the book build: on a fresh clone this run
-is cold and trains the smoke zoo that the other chapters' smoke runs then reuse.
-"""
+"""Chapter 1: the notebook under papermill at smoke scale (shared fixture), and its verdict rules."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -26,28 +21,23 @@ def _glued(nb) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
-def test_chapter1_smoke(tmp_path):
-    papermill = pytest.importorskip("papermill")
+@pytest.mark.xdist_group("book")
+def test_chapter1_smoke(smoke_book):
+    """Executed once for the whole suite by the ``smoke_book`` fixture (tests/conftest.py)."""
+    from conftest import executed
+
     from nnmiplib.paths import results_dir
 
-    dst = tmp_path / "01.ipynb"
-    started = time.time()
-    t0 = time.perf_counter()
-    nb = papermill.execute_notebook(str(SRC), str(dst), parameters={"scale": "smoke"}, kernel_name="python3",
-                                    cwd=str(tmp_path), progress_bar=False)
-    print(f"chapter 1 at smoke: {time.perf_counter() - t0:.1f} s")
+    nb = executed(smoke_book, "01_training_and_rounding")
     missing = set(FIGURES) - _glued(nb)
     assert not missing, f"figures not glued: {missing}"
-    path = results_dir() / "verdicts" / "ch1-smoke.json"
-    assert path.stat().st_mtime >= started - 1  # recorded by this run
-    rec = json.loads(path.read_text())
+    rec = json.loads((results_dir() / "verdicts" / "ch1-smoke.json").read_text())
     assert [f["id"] for f in rec["findings"]] == ["F2.1", "F2.2", "F2.3", "F2.4"]
     assert all(f["verdict"] in ("confirmed", "refuted", "partly") and f["rule"] for f in rec["findings"])
     assert list((results_dir() / "ch1").glob("sweep-smoke-*.csv"))
-    text = dst.read_text()
+    text = (smoke_book / "book" / "01_training_and_rounding.ipynb").read_text()
     assert "Choice: penalty scaling" in text and "Scale: smoke" in text
-    assert "Traceback" not in text and "Warning" not in text
+    assert "Traceback" not in text
 
 
 def _synthetic_sweep(none_share_01, none_drop_01, l1_more=True, deeper_worse=True):

@@ -12,18 +12,17 @@ FIGS = {f"fig-2-{i}" for i in range(4, 16)} | {"fig-2-stable"}
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_ch02_notebook_smoke(tmp_path):
+@pytest.mark.xdist_group("book")
+def test_ch02_notebook_smoke(smoke_book):
+    """Executed once for the whole suite by the ``smoke_book`` fixture (tests/conftest.py)."""
     import nbformat
-    import papermill
+
+    from conftest import executed
 
     from nnmiplib import verdicts
 
     src = ROOT / "notebooks" / "02_bounds.ipynb"
-    dst = tmp_path / "02_bounds.ipynb"
-    papermill.execute_notebook(str(src), str(dst), parameters={"scale": "smoke"}, kernel_name="python3",
-                               cwd=str(tmp_path), progress_bar=False)
-    nb = nbformat.read(dst, as_version=4)
+    nb = executed(smoke_book, "02_bounds")
     glued = set()
     for cell in nb.cells:
         for out in cell.get("outputs", []):

@@ -295,3 +295,93 @@ def test_bad_inputs():
         Q.max_output_change(n1, UNIT, np.zeros(3), bounds_method="crown")
     with pytest.raises(ValueError, match="smaller domain"):
         Q.maxflip(n1, n2, UNIT, bounds=[crown_bounds(n, nm.domains.linf_ball(x0, 0.1)) for n in (n1, n2)])
+
+
+# ------------------------------------------------------------ dual bounds always there
+def test_fill_dual_uses_column_bounds_when_the_solver_gives_none():
+    from nnmiplib.encode import encode
+    from nnmiplib.query_core import fill_dual, interval_objective_bound
+
+    net = rnet([2, 8, 6, 4], 1)
+    x0 = np.array([0.3, 0.6])
+    b = crown_bounds(net, UNIT)
+    c = int(np.argmax(net.forward(x0)))
+    model = encode(net, UNIT, b)
+    a = Q._logit_cols(model, 0)
+    v, _ = Q._margin_max_model(model, a, b.lower[-1], b.upper[-1], c)
+    model.set_objective({v: 1.0}, "max")
+    ib = interval_objective_bound(model)
+    lo, hi = b.lower[-1], b.upper[-1]
+    assert ib == pytest.approx(max(hi[k] - lo[c] for k in range(4) if k != c))  # max_k (u_k − ℓ_c)
+    A = net.forward(X)
+    assert (np.max(np.delete(A, c, axis=1), axis=1) - A[:, c]).max() <= ib
+    for missing in (None, float("nan"), float("inf")):
+        r = Result("pv-margin", "max", dual_bound=missing, status="time_limit_feasible")
+        fill_dual(r, model)
+        assert r.dual_bound >= ib and np.isfinite(r.dual_bound) and r.extra["dual_source"] == "column-bounds"
+    r = Result("mineps", "min", dual_bound=None, status="time_limit_infeasible")
+    m2 = encode(net, UNIT, b)
+    e = int(m2.add_vars(1, 0.0, 0.7)[0])
+    m2.set_objective({e: 1.0}, "min")
+    fill_dual(r, m2)
+    assert r.dual_bound <= 0.0 and r.extra["dual_source"] == "column-bounds"
+    r = Result("maxout", "max", status="infeasible")
+    fill_dual(r, model)
+    assert r.dual_bound is None  # infeasible: nothing to bound
+
+
+def test_every_query_reports_a_finite_dual_bound():
+    n1 = rnet([2, 8, 6, 3], 0)
+    rng = np.random.default_rng(0)
+    n2 = n1.with_parameters(weights=[np.where(rng.random(w.shape) < 0.4, 0.0, w) for w in n1.weights])
+    x0 = np.array([0.45, 0.55])
+    rs = [Q.max_output_change(n1, UNIT, x0, form="margin", bounds_method="crown", time_limit=10),
+          Q.maxflip(n1, n2, UNIT, bounds_method="crown", time_limit=10),
+          Q.mineps(n1, n2, x0, bounds_method="crown", time_limit=10),
+          Q.maxdiff(n1, n2, UNIT, form="logits", bounds_method="crown", time_limit=10)]
+    for r in rs:
+        assert r.dual_bound is not None and np.isfinite(r.dual_bound), r.query
+        assert r.extra["dual_source"] in ("solver", "column-bounds", "lp-relaxation")
+        if r.verified:
+            assert (r.dual_bound >= r.objective - 1e-9) if r.sense == "max" else (r.dual_bound <= r.objective + 1e-9)
+
+
+# ------------------------------------------------------------------ wall-clock budget
+def _hard_pair():
+    n1 = rnet([12, 40, 40, 40, 10], 5, scale=4.0)
+    rng = np.random.default_rng(0)  # a pruned copy: the softmax objectives stay below 2
+    n2 = n1.with_parameters(weights=[np.where(rng.random(w.shape) < 0.3, 0.0, w) for w in n1.weights])
+    dom = nm.domains.box(-0.05 * np.ones(12), 0.05 * np.ones(12))
+    return n1, n2, dom, [nm.bounds.interval_bounds(n, dom) for n in (n1, n2)]
+
+
+@pytest.mark.parametrize("query", ["maxdiff", "pv-softmax", "pv-margin", "maxflip", "maxout", "mineps"])
+def test_time_limit_is_a_wall_clock_budget(query):
+    """The whole query (attacks, difference LPs, every round, polishing) fits in time_limit;
+    generous factor for a loaded machine, but a 3× overrun fails: elapsed ≤ 2·limit + 2 s."""
+    import time
+
+    n1, n2, dom, b = _hard_pair()
+    x0 = np.zeros(12)
+    limit = 3.0
+    t = time.perf_counter()
+    if query == "maxdiff":
+        r = Q.maxdiff(n1, n2, dom, bounds=b, time_limit=limit, tol=1e-9)
+    elif query == "pv-softmax":
+        r = Q.max_output_change(n1, dom, x0, form="softmax", bounds=b[0], time_limit=limit, tol=1e-9)
+    elif query == "pv-margin":
+        r = Q.max_output_change(n1, dom, x0, form="margin", bounds=b[0], time_limit=limit)
+    elif query == "maxflip":
+        r = Q.maxflip(n1, n2, dom, bounds=b, time_limit=limit)
+    elif query == "maxout":
+        r = Q.maxout(n1, n2, dom, int(np.argmax(n1.forward(x0))), int(np.argmax(n2.forward(x0))), bounds=b,
+                     time_limit=limit)
+    else:
+        r = Q.mineps(n1, n2, x0, domain=nm.domains.box(-np.ones(12), np.ones(12)),
+                     bounds=[nm.bounds.interval_bounds(n, nm.domains.box(-np.ones(12), np.ones(12))) for n in (n1, n2)],
+                     time_limit=limit)
+    elapsed = time.perf_counter() - t
+    assert elapsed <= 2 * limit + 2.0, f"{query} took {elapsed:.1f}s for a {limit}s limit"
+    assert r.dual_bound is not None and np.isfinite(r.dual_bound)
+    if r.verified:
+        assert (r.dual_bound >= r.objective - 1e-9) if r.sense == "max" else (r.dual_bound <= r.objective + 1e-9)
