@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Invoked as the console script (argv from the command line) this process is the tool:
+    # time limits count from process start and a watchdog may end the process. Called with an
+    # explicit argv (tests, scripts) it must never end its caller's process.
+    args.standalone = argv is None
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.name or args.version:

@@ -203,12 +203,14 @@ def verify_main(args) -> int:
         except (ValueError, FileNotFoundError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        spent = _elapsed_since_start()
+        standalone = getattr(args, "standalone", True)
+        spent = _elapsed_since_start() if standalone else 0.0
         if args.timeout is not None:
             def fire():
                 if out.emit("timed-out\n"):
                     sys.stderr.flush()
-                    os._exit(0)
+                    if standalone:  # in-process callers keep their process; the budget stops the search
+                        os._exit(0)
 
             at = max(0.9 * args.timeout, args.timeout - 5.0) if args.timeout > 10 else 0.9 * args.timeout
             timer = threading.Timer(max(0.0, at - spent), fire)
