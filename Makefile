@@ -39,7 +39,8 @@ html: $(STAMP)
 	$(BIN)/python -m nnmiplib.bookbuild --no-execute
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
+	# two test processes on two cores: one BLAS thread each, so they never oversubscribe
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check nnmiplib tests benchmarks
