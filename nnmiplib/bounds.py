@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from .bounds_cheap import crown_arrays, interval_arrays, naive_arrays, prop22_arrays, prop22_layer
 from .domains import Box, box
 from .network import Network
+from .paths import atomic_write_bytes
 
 __all__ = [
     "METHODS",
@@ -206,13 +206,7 @@ class Bounds:
         arrays["meta"] = np.frombuffer(json.dumps(meta, default=_jsonable).encode(), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path, net: Network | None = None) -> Bounds:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .paths import atomic_write_bytes
 
 __all__ = ["Network", "softmax"]
 
@@ -307,13 +308,7 @@ class Network:
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return path
+        return atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path) -> "Network":

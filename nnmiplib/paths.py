@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir", "nets_dir", "results_dir", "repo_root"]
+__all__ = ["data_dir", "nets_dir", "results_dir", "repo_root", "atomic_write_bytes"]
 
 
 def repo_root() -> Path | None:
@@ -37,3 +37,18 @@ def results_dir() -> Path:
     d = data_dir() / "results"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path

@@ -13,6 +13,7 @@ Every backend solves a :class:`~nnmiplib.encode.MipModel`. The contract (GUIDE Â
 from __future__ import annotations
 
 import enum
+import importlib
 import time
 from dataclasses import dataclass
 
@@ -92,9 +93,19 @@ class Backend:
         self.verbose = bool(verbose)
         self._build()
 
+    #: the Python module the backend drives, imported lazily (``None``: no solver behind it)
+    module: str | None = None
+
     @classmethod
-    def is_available(cls) -> bool:  # pragma: no cover - overridden
-        return False
+    def is_available(cls) -> bool:
+        """Whether the backend's solver module imports here."""
+        if cls.module is None:
+            return False
+        try:
+            importlib.import_module(cls.module)
+        except ImportError:
+            return False
+        return True
 
     # -- public interface ------------------------------------------------------------
     def set_objective(self, c, sense: str = "max", offset: float = 0.0) -> None:

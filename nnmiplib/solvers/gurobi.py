@@ -20,15 +20,9 @@ PIP_LIMIT_NONLINEAR = 200
 
 class GurobiBackend(Backend):
     name = "gurobi"
+    module = "gurobipy"
     capabilities = frozenset({"lp", "milp", "warm_start", "threads", "nonlinear"})
 
-    @classmethod
-    def is_available(cls) -> bool:
-        try:
-            import gurobipy  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     def _build(self) -> None:
         import gurobipy as gp

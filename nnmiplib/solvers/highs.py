@@ -54,15 +54,9 @@ class HighsBackend(Backend):
     """HiGHS via highspy: LP (simplex, warm start) and MILP (branch and cut)."""
 
     name = "highs"
+    module = "highspy"
     capabilities = frozenset({"lp", "milp", "warm_start", "threads"})
 
-    @classmethod
-    def is_available(cls) -> bool:
-        try:
-            import highspy  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     def _build(self) -> None:
         import highspy

@@ -14,15 +14,9 @@ from .base import Backend, Solution, SolverError, Status, relative_gap
 
 class ScipBackend(Backend):
     name = "scip"
+    module = "pyscipopt"
     capabilities = frozenset({"lp", "milp", "nonlinear"})
 
-    @classmethod
-    def is_available(cls) -> bool:
-        try:
-            import pyscipopt  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     def _build(self) -> None:
         import pyscipopt
