@@ -385,6 +385,9 @@ def side_by_side(tid: str, md):
     a1, a2, dom = CASES[tid]
     th = thesis_table(tid).set_index("Real")
     ours = our_table(md, a1, a2, dom).set_index("Real")
+    for col in ("Net 1", "Net 2"):  # classes are integers; digits not run at this scale show as <NA>
+        if col in ours:
+            ours[col] = pd.to_numeric(ours[col], errors="coerce").round().astype("Int64")
     return pd.concat({"thesis": th, "ours": ours}, axis=1)
 
 
