@@ -65,7 +65,19 @@ from .query_core import (  # noqa: F401  (re-exported for softmax_pwl and users)
 )
 from .result import Result, relative_gap
 
-__all__ = ["Result", "get_bounds", "max_output_change", "maxdiff", "maxflip", "maxout", "mineps"]
+__all__ = ["RESULTS_VERSION", "Result", "cache_version", "get_bounds", "max_output_change",
+           "maxdiff", "maxflip", "maxout", "mineps"]
+
+#: Bump when a query can return a different result for the same inputs (a new relaxation,
+#: another time budget rule): cached experiment cells computed by older code are then not reused.
+RESULTS_VERSION = "2"
+
+
+def cache_version() -> str:
+    """Version tag for experiment grids whose cells run queries."""
+    from . import __version__
+
+    return f"{__version__}+queries{RESULTS_VERSION}"
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import results_dir
+from ..queries import cache_version
 from .common import Preset, check_scale
 
 log = logging.getLogger(__name__)
@@ -272,14 +273,16 @@ def grids(cfg: Preset, form: str | None = None) -> dict:
     d0 = cfg.digits[0]
     fcells = [dict(arch=a, **base, bound="lp", digit=d0, form=f, time_limit=cfg.form_time,
                    bound_time=cfg.lp_time) for a in ARCHS for f in ("softmax", "margin")]
-    out["formcheck"] = Grid(f"ch3-formcheck-{cfg.scale}", pv_cell, fcells, key_extra=key)
+    out["formcheck"] = Grid(f"ch3-formcheck-{cfg.scale}", pv_cell, fcells, key_extra=key,
+                            version=cache_version())
     rcells = [dict(arch=a, **base, bound=bt, digit=d, bound_time=_bound_time(cfg, bt), which="runner-up")
               for a in ARCHS for bt in BOUND_TYPES for d in (cfg.digits[:1] if cfg.scale == "smoke" else cfg.digits)]
     out["relax"] = Grid(f"ch3-relax-{cfg.scale}", relax_cell, rcells, key_extra=key)
     if form is not None:
         pcells = [dict(arch=a, **base, bound=bt, digit=d, form=form, time_limit=cfg.pv_time,
                        bound_time=_bound_time(cfg, bt)) for a in ARCHS for bt in BOUND_TYPES for d in cfg.digits]
-        out["pv"] = Grid(f"ch3-pv-{cfg.scale}", pv_cell, pcells, key_extra=key)
+        out["pv"] = Grid(f"ch3-pv-{cfg.scale}", pv_cell, pcells, key_extra=key,
+                         version=cache_version())
     return out
 
 

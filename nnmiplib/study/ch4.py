@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import results_dir
+from ..queries import cache_version
 from .common import Preset, check_scale
 
 log = logging.getLogger(__name__)
@@ -307,10 +308,14 @@ def grids(cfg: Preset) -> dict:
     s = cfg.scale
     return {
         "bounds": Grid(f"ch4-bounds-{s}", bounds_cell, bcells, key_extra=key),
-        "maxdiff": Grid(f"ch4-maxdiff-{s}", maxdiff_cell, mcells, key_extra=key),
-        "maxout": Grid(f"ch4-maxout-{s}", maxout_cell, ocells, key_extra=key),
-        "maxflip": Grid(f"ch4-maxflip-{s}", maxflip_cell, _flip_cases(cfg), key_extra=key),
-        "mineps": Grid(f"ch4-mineps-{s}", mineps_cell, ecells, key_extra=key),
+        "maxdiff": Grid(f"ch4-maxdiff-{s}", maxdiff_cell, mcells, key_extra=key,
+                        version=cache_version()),
+        "maxout": Grid(f"ch4-maxout-{s}", maxout_cell, ocells, key_extra=key,
+                        version=cache_version()),
+        "maxflip": Grid(f"ch4-maxflip-{s}", maxflip_cell, _flip_cases(cfg), key_extra=key,
+                        version=cache_version()),
+        "mineps": Grid(f"ch4-mineps-{s}", mineps_cell, ecells, key_extra=key,
+                        version=cache_version()),
     }
 
 
