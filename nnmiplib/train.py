@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .network import Network
-from .paths import nets_dir
+from .paths import atomic_write_bytes, nets_dir
 
 __all__ = [
     "ARCHITECTURES",
@@ -274,15 +273,6 @@ def zoo_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _try_load(npz: Path, meta_path: Path, key: str) -> tuple[Network, dict] | None:
     """The cached net if both files are complete and match ``key``; else None."""
     if not (npz.exists() and meta_path.exists()):
@@ -372,7 +362,7 @@ def _train_and_store(config, key, name, npz, meta_path, progress):
     }
     meta_path.unlink(missing_ok=True)  # the json marks a complete entry: drop it first, write it last
     net.save(npz)
-    _atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
     log.info("trained %s (%s) in %.1f s: test accuracy %.4f", name, net.arch, seconds, meta["accuracy"]["test"])
     return net, meta
 

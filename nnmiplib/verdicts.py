@@ -8,11 +8,10 @@ under ``data/results/verdicts/`` as JSON, written atomically.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .paths import results_dir
+from .paths import atomic_write_bytes, results_dir
 
 __all__ = ["Finding", "VERDICTS", "THESIS_FINDINGS", "record", "load_all", "with_missing", "table"]
 
@@ -81,10 +80,8 @@ def record(chapter: str, scale: str, findings: list[Finding]) -> Path:
         f.scale = scale
         rows.append(asdict(f))
     path = _dir() / f"{chapter}-{scale}.json"
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"chapter": chapter, "scale": scale, "findings": rows}, indent=1))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_bytes(path, json.dumps({"chapter": chapter, "scale": scale, "findings": rows},
+                                               indent=1).encode())
 
 
 def load_all(scale: str | None = None) -> list[Finding]:

@@ -13,10 +13,10 @@ import hashlib
 import itertools
 import json
 import logging
-import os
 
 import numpy as np
 
+from ..paths import atomic_write_bytes
 from .common import Preset, check_scale
 
 log = logging.getLogger(__name__)
@@ -224,9 +224,7 @@ def rounding_sweep(cfg: Preset, zoo: list[dict], progress: bool = False):
     df = pd.DataFrame(rows)
     base = df[df.eps == 0].set_index("digest")["acc"]
     df["acc_change"] = df["acc"] - df["digest"].map(base)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, df.to_csv(index=False).encode())
     return df
 
 
