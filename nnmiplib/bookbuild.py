@@ -119,7 +119,14 @@ _CAPTION_NUMBER = re.compile(r'<span class="caption-number">(Fig\.|Table) \d+ </
 
 
 def _postprocess_html(html_dir: Path) -> None:
-    """Drop the inline sphinx-thebe loader (never launched: the book is offline) and Sphinx's figure numbers."""
+    """Drop the inline sphinx-thebe loader (never launched: the book is offline) and Sphinx's figure numbers.
+
+    The root ``index.html`` is a bare redirect without a favicon link, so browsers ask for
+    ``/favicon.ico``: the book's favicon is copied there, so that request never fails.
+    """
+    icon = html_dir / "_static" / "favicon.png"
+    if icon.exists():
+        shutil.copyfile(icon, html_dir / "favicon.ico")
     for page in html_dir.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
         new = _CAPTION_NUMBER.sub("", _THEBE_LINE.sub("", text))

@@ -89,6 +89,7 @@ def test_every_page_in_a_headless_browser(served):
             page.on("console", lambda m, rel=rel: m.type == "error" and problems.append(f"{rel}: console: {m.text}"))
             page.on("pageerror", lambda e, rel=rel: problems.append(f"{rel}: page error: {e}"))
             page.on("requestfailed", lambda r, rel=rel: problems.append(f"{rel}: failed request {r.url}"))
+            page.on("response", lambda r, rel=rel: r.status >= 400 and problems.append(f"{rel}: HTTP {r.status} {r.url}"))
             page.on("request", lambda r, rel=rel: r.url.startswith((base, "data:", "blob:", "about:"))
                     or problems.append(f"{rel}: request leaves the machine: {r.url}"))
             page.goto(f"{base}/{rel}", wait_until="networkidle")
