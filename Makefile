@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SCALE  ?= quick
+# worker processes for the chapters' grids and training (one solver / torch thread each)
+N_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 STAMP  := $(VENV)/.installed
 
 .PHONY: book test install browser mnist chapters html lint clean
@@ -30,10 +32,10 @@ mnist: $(STAMP)
 	$(BIN)/python -c "from nnmiplib.data import load_mnist; load_mnist()"
 
 book: $(STAMP) mnist
-	$(BIN)/python -m nnmiplib.bookbuild --scale $(SCALE)
+	$(BIN)/python -m nnmiplib.bookbuild --scale $(SCALE) --n-jobs $(N_JOBS)
 
 chapters: $(STAMP) mnist
-	$(BIN)/python -m nnmiplib.bookbuild --scale $(SCALE) --no-html
+	$(BIN)/python -m nnmiplib.bookbuild --scale $(SCALE) --n-jobs $(N_JOBS) --no-html
 
 html: $(STAMP)
 	$(BIN)/python -m nnmiplib.bookbuild --no-execute

@@ -322,12 +322,8 @@ def zoo_net(arch: str = "200x5", reg: str = "l1", lam: float = 2e-4, scale: str 
     digest and the library version; concurrent callers wait for one training (file lock).
     Its ``.name`` is the thesis label, e.g. ``"200x5-l1-2e-04"``.
     """
-    config = _config(arch, reg, lam, scale, seed, penalty_scale, epochs)
-    key = zoo_key(config)
-    name = net_name(arch, reg, lam)
-    stem = f"{name}-{scale}-s{seed}{'-meanpen' if penalty_scale == 'mean' else ''}-{key[:12]}"
-    d = nets_dir()
-    npz, meta_path = d / f"{stem}.npz", d / f"{stem}.json"
+    config, key, npz, meta_path = _zoo_paths(arch, reg, lam, scale, seed, penalty_scale, epochs)
+    name, d, stem = net_name(arch, reg, lam), npz.parent, npz.stem
     hit = _try_load(npz, meta_path, key)
     if hit is None:
         with _lock(d / f".{stem}.lock"):
@@ -368,18 +364,65 @@ def _train_and_store(config, key, name, npz, meta_path, progress):
 
 
 def zoo_matrix(scale: str = "quick", seed: int = 0, *, archs: Sequence[str] = ("3000x1", "800x2", "200x5", "100x10"),
-               epochs: int | None = None, progress: bool = False) -> list[dict]:
+               epochs: int | None = None, progress: bool = False, n_jobs: int = 1) -> list[dict]:
     """The thesis's 28 nets (SPEC §2.2.2): 4 architectures × {none, L1, L2 × λ ∈ {1, 2, 3}·10⁻⁴}.
 
     Returns a list of dicts with keys ``arch``, ``reg``, ``lam``, ``net`` (Network) and
     ``meta`` (see :func:`zoo_net`), in the order arch, then none, L1 λ↑, L2 λ↑.
+    ``n_jobs > 1`` trains the missing nets in that many processes (largest first; each
+    one torch thread, so the nets are bit-identical to a sequential run); a net another
+    process is training is waited for (file lock), and every finished net is on disk.
     """
     from tqdm import tqdm
 
     settings = [("none", 0.0)] + [(r, lam) for r in ("l1", "l2") for lam in LAMBDAS]
     todo = [(a, r, lam) for a in archs for r, lam in settings]
+    if n_jobs > 1:
+        _train_parallel(todo, scale, seed, epochs, int(n_jobs), progress)
     out = []
     for a, r, lam in tqdm(todo, desc=f"zoo ({scale})", disable=not progress):
         net, meta = zoo_net(a, r, lam, scale=scale, seed=seed, epochs=epochs, return_meta=True)
         out.append({"arch": a, "reg": r, "lam": lam, "net": net, "meta": meta})
     return out
+
+
+def _zoo_worker(args) -> str:
+    a, r, lam, scale, seed, epochs = args
+    zoo_net(a, r, lam, scale=scale, seed=seed, epochs=epochs)
+    return a
+
+
+def _train_parallel(todo, scale, seed, epochs, n_jobs, progress) -> None:
+    """Train the nets of ``todo`` not yet cached over ``n_jobs`` spawned processes."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    def size(a):
+        h = ARCHITECTURES[a]
+        return sum(x * y for x, y in zip((784, *h), (*h, 10)))
+
+    missing = [t for t in todo if not _is_cached(*t, scale=scale, seed=seed, epochs=epochs)]
+    if len(missing) < 2:
+        return
+    missing.sort(key=lambda t: -size(t[0]))
+    with ProcessPoolExecutor(min(n_jobs, len(missing)), mp_context=mp.get_context("spawn")) as pool:
+        futs = [pool.submit(_zoo_worker, (*t, scale, seed, epochs)) for t in missing]
+        for f in tqdm(as_completed(futs), total=len(futs), desc=f"training ({scale}, {n_jobs} processes)",
+                      disable=not progress):
+            f.result()
+
+
+def _zoo_paths(arch, reg, lam, scale, seed, penalty_scale, epochs) -> tuple[dict, str, Path, Path]:
+    """(config, cache key, .npz path, .json path) of one zoo net."""
+    config = _config(arch, reg, lam, scale, seed, penalty_scale, epochs)
+    key = zoo_key(config)
+    stem = f"{net_name(arch, reg, lam)}-{scale}-s{seed}{'-meanpen' if penalty_scale == 'mean' else ''}-{key[:12]}"
+    d = nets_dir()
+    return config, key, d / f"{stem}.npz", d / f"{stem}.json"
+
+
+def _is_cached(arch, reg, lam, *, scale, seed, epochs) -> bool:
+    _, key, npz, meta = _zoo_paths(arch, reg, lam, scale, seed, "sum", epochs)
+    return _try_load(npz, meta, key) is not None

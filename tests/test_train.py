@@ -131,3 +131,17 @@ def test_zoo_matrix_lists_the_28_settings():
     settings = [("none", 0.0)] + [(r, lam) for r in ("l1", "l2") for lam in T.LAMBDAS]
     assert len(settings) * 4 == 28
     assert T.net_name("200x5", "l1", 2e-4) == "200x5-l1-2e-04" and T.net_name("800x2", "none", 0) == "800x2-none"
+
+
+def test_zoo_matrix_trains_in_parallel_bit_identically(tmp_path, monkeypatch, mnist):
+    """n_jobs=2 trains the missing nets in spawned processes; the nets equal a sequential run's."""
+    monkeypatch.setenv("NNMIPLIB_MNIST", str(D.data_dir() / D.CACHE_NAME))
+    runs = {}
+    for n_jobs in (2, 1):
+        monkeypatch.setenv("NNMIPLIB_DATA_DIR", str(tmp_path / f"jobs{n_jobs}"))
+        runs[n_jobs] = T.zoo_matrix("smoke", archs=("15x2",), epochs=1, n_jobs=n_jobs)
+        assert len(list((tmp_path / f"jobs{n_jobs}" / "nets").glob("*.npz"))) == 7
+    assert [(z["reg"], z["lam"]) for z in runs[2]] == [(z["reg"], z["lam"]) for z in runs[1]]
+    for a, b in zip(runs[2], runs[1]):
+        assert a["net"] == b["net"], a["net"].name
+    assert runs[2][0]["net"] != runs[2][1]["net"]  # different settings give different nets

@@ -1,23 +1,6 @@
 """Write notebooks/01_training_and_rounding.ipynb (run: .venv/bin/python tools/make_notebook_01.py)."""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-H = {"tags": ["remove-input"]}
-
-
-def md(s):
-    return nbf.v4.new_markdown_cell(s)
-
-
-def code(s, hide=True):
-    return nbf.v4.new_code_cell(s, metadata=H if hide else {})
-
-
-def figure(name, caption):
-    return md(f"```{{glue:figure}} {name}\n:name: {name}\n\n{caption}\n```")
-
+from nbtools import code, figure, md, parameters, write
 
 cells = [
     md(
@@ -28,11 +11,9 @@ cells = [
         "of radii ε, and measures what rounding costs in accuracy and how many weights it removes. "
         "It regenerates Table 2.1 and Figures 1.4, 2.1–2.3 and judges the thesis's findings F2.1–F2.4."
     ),
-    nbf.v4.new_code_cell(
+    parameters(
         'scale = "quick"\nn_jobs = 1\nseed = 0\nepochs = None  # None: the scale\'s default (smoke 2, quick 5, paper 50)\n'
-        "eps_grid = None  # None: SPEC §6's grid",
-        metadata={"tags": ["parameters", "remove-cell"]},
-    ),
+        "eps_grid = None  # None: SPEC §6's grid"),
     code(
         "import logging\n"
         "import pandas as pd\n"
@@ -57,7 +38,7 @@ cells = [
         "The thesis does not say how; the admonition above lists the book's choices. The nets are cached "
         "under `data/nets/` (parameters + JSON metadata), so later chapters load them instead of retraining."
     ),
-    code("zoo = ch1.train_zoo(cfg)\nch1.zoo_table(zoo).style.hide(axis='index').format(precision=4).format({'train s': '{:.1f}'})"),
+    code("zoo = ch1.train_zoo(cfg, n_jobs=n_jobs)\nch1.zoo_table(zoo).style.hide(axis='index').format(precision=4).format({'train s': '{:.1f}'})"),
     md(
         "## Choice: penalty scaling\n\n"
         "The thesis's Def. 1.3 writes the training loss as a *sum* of per-sample losses plus λ·R(W). "
@@ -139,9 +120,5 @@ cells = [
     code("Markdown(ch1.findings_markdown(found))"),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "01_training_and_rounding.ipynb"
-nbf.write(nb, out)
-print(out)
+
+write(cells, "01_training_and_rounding.ipynb")

@@ -1,18 +1,10 @@
 """Write notebooks/02_bounds.ipynb (run: .venv/bin/python tools/make_notebook_02.py)."""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-md = nbf.v4.new_markdown_cell
+from nbtools import cell, figure, md, write
 
 
 def code(src, *tags):
-    return nbf.v4.new_code_cell(src, metadata={"tags": list(tags)} if tags else {})
-
-
-def figure(name, caption):
-    return md(f"```{{glue:figure}} {name}\n:name: {name}\n\n{caption}\n```")
+    return cell(src, tags)
 
 
 cells = [
@@ -147,9 +139,5 @@ cells = [
        "the verdicts say what holds for these nets and budgets. `paper` scale "
        "(`-p scale paper -p n_jobs 16`) runs the thesis's 28 networks."),
 ]
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "02_bounds.ipynb"
-nbf.write(nb, out)
-print(out)
+
+write(cells, "02_bounds.ipynb")

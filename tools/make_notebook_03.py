@@ -1,19 +1,6 @@
 """Write notebooks/03_verification.ipynb (run: .venv/bin/python tools/make_notebook_03.py)."""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-md = nbf.v4.new_markdown_cell
-
-
-def code(src: str, hide: bool = True):
-    return nbf.v4.new_code_cell(src, metadata={"tags": ["remove-input"]} if hide else {})
-
-
-def figure(name: str, caption: str):
-    return md(f"```{{glue:figure}} {name}\n:name: {name}\n\n{caption}\n```")
-
+from nbtools import code, figure, md, parameters, write
 
 cells = [
     md("# Verification: how bound quality drives a MIP\n\n"
@@ -27,8 +14,7 @@ cells = [
        "types: naive (Proposition 2.1), LP and MILP (Algorithm 3 on $[0,1]^{784}$), IP+img (MILP "
        "bounds on the image's own box) and, as an extra the field uses, CROWN on the image's box. "
        "The final optimality gap of each instance, and the time each bound took, are the measurements."),
-    nbf.v4.new_code_cell('scale = "quick"\nn_jobs = 1\nseed = 0\ndigits = None\npv_time = None\nform = "auto"',
-                         metadata={"tags": ["parameters", "remove-cell"]}),
+    parameters('scale = "quick"\nn_jobs = 1\nseed = 0\ndigits = None\npv_time = None\nform = "auto"'),
     code("import warnings\n\nimport numpy as np\nimport pandas as pd\nfrom IPython.display import Markdown, display\n\n"
          "warnings.filterwarnings('ignore', message='IProgress not found')\n"
          "warnings.filterwarnings('ignore', message='The given NumPy array is not writable')\n"
@@ -131,9 +117,5 @@ cells = [
     code("findings = ch3.judge(df, bdf, res['form'], res['relax'].frame())\nverdicts.record('ch3', scale, findings)\n"
          "display(Markdown(ch3.findings_markdown(findings)))\nverdicts.table(findings)"),
 ]
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "03_verification.ipynb"
-nbf.write(nb, out)
-print(out)
+
+write(cells, "03_verification.ipynb")

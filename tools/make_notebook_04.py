@@ -1,19 +1,6 @@
 """Write notebooks/04_comparator.ipynb (run: .venv/bin/python tools/make_notebook_04.py)."""
 
-from pathlib import Path
-
-import nbformat as nbf
-
-md = nbf.v4.new_markdown_cell
-
-
-def code(src: str, hide: bool = True):
-    return nbf.v4.new_code_cell(src, metadata={"tags": ["remove-input"]} if hide else {})
-
-
-def figure(name: str, caption: str):
-    return md(f"```{{glue:figure}} {name}\n:name: {name}\n\n{caption}\n```")
-
+from nbtools import code, figure, md, parameters, write
 
 TITLES = {
     "4.2": "800x2 (net 1) vs 200x5 (net 2), simple domain", "4.3": "800x2 vs 200x5, neighbours domain",
@@ -32,8 +19,7 @@ cells = [
        "disagrees with the original. As in the thesis, the maxdiff networks are pruned by 90 % "
        "and bounded by the LP Bounder on each domain; the comparator models exactly the networks "
        "its bounds belong to."),
-    nbf.v4.new_code_cell('scale = "quick"\nn_jobs = 1\nseed = 0\ndigits = None\nmd_time = None',
-                         metadata={"tags": ["parameters", "remove-cell"]}),
+    parameters('scale = "quick"\nn_jobs = 1\nseed = 0\ndigits = None\nmd_time = None'),
     code("import warnings\n\nimport numpy as np\nimport pandas as pd\nfrom IPython.display import Markdown, display\n\n"
          "warnings.filterwarnings('ignore', message='IProgress not found')\n"
          "warnings.filterwarnings('ignore', message='The given NumPy array is not writable')\n"
@@ -122,9 +108,5 @@ cells += [
     code("findings = ch4.judge(md_, me, seed)\nverdicts.record('ch4', scale, findings)\n"
          "display(Markdown(ch3.findings_markdown(findings)))\nverdicts.table(findings)"),
 ]
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "04_comparator.ipynb"
-nbf.write(nb, out)
-print(out)
+
+write(cells, "04_comparator.ipynb")

@@ -1,39 +1,31 @@
 """Write notebooks/09_conclusions.ipynb (run: .venv/bin/python tools/make_notebook_09.py)."""
 
-from pathlib import Path
-
-import nbformat as nbf
+from nbtools import code, md, parameters, write
 
 cells = [
-    nbf.v4.new_markdown_cell(
+    md(
         "# Conclusions: the thesis's findings, judged\n\n"
         "One row per finding of the thesis (SPEC F2.1 … F4.8): the thesis's claim, the number it "
         "states, what we measured, at which scale, and the verdict — *confirmed*, *refuted*, *partly*, "
         "or *not yet run*. Each chapter judges its own findings by an explicit rule, shown in the "
         "chapter next to the figures; this page gathers them."
     ),
-    nbf.v4.new_code_cell('scale = "quick"\nn_jobs = 1\nseed = 0', metadata={"tags": ["parameters", "remove-cell"]}),
-    nbf.v4.new_code_cell(
+    parameters('scale = "quick"\nn_jobs = 1\nseed = 0'),
+    code(
         "import pandas as pd\n"
         "from nnmiplib import verdicts\n"
         "from nnmiplib.study.common import admonition\n\n"
         "rows = verdicts.with_missing(verdicts.load_all(scale))\n"
         "admonition(f'Scale: {scale}', [f'verdicts recorded by the chapters executed at scale {scale!r}; '\n"
-        "           'findings whose chapter has not run at this scale are marked \"not yet run\"'])",
-        metadata={"tags": ["remove-input"]},
-    ),
-    nbf.v4.new_code_cell(
+        "           'findings whose chapter has not run at this scale are marked \"not yet run\"'])"),
+    code(
         "counts = pd.Series([r.verdict for r in rows]).value_counts().reindex(verdicts.VERDICTS, fill_value=0)\n"
-        "counts.to_frame('findings').T",
-        metadata={"tags": ["remove-input"]},
-    ),
-    nbf.v4.new_markdown_cell("## Every finding"),
-    nbf.v4.new_code_cell(
+        "counts.to_frame('findings').T"),
+    md("## Every finding"),
+    code(
         "pd.set_option('display.max_colwidth', None)\n"
-        "verdicts.table(rows).style.hide(axis='index')",
-        metadata={"tags": ["remove-input"]},
-    ),
-    nbf.v4.new_markdown_cell(
+        "verdicts.table(rows).style.hide(axis='index')"),
+    md(
         "## How to read a verdict\n\n"
         "Most of the thesis's results exist only as figures, so most comparisons are about trends "
         "and orders of magnitude, not equal numbers. A verdict holds for the networks and the "
@@ -42,9 +34,5 @@ cells = [
         "The rule that produced each verdict is stated in its chapter."
     ),
 ]
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-out = Path(__file__).resolve().parents[1] / "notebooks" / "09_conclusions.ipynb"
-nbf.write(nb, out)
-print(out)
+
+write(cells, "09_conclusions.ipynb")

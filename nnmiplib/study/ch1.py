@@ -105,11 +105,13 @@ def table_2_1(cfg: Preset):
     return pd.DataFrame(rows)
 
 
-def train_zoo(cfg: Preset, progress: bool = False) -> list[dict]:
-    """The 28 nets (load or train): see :func:`nnmiplib.train.zoo_matrix`."""
+def train_zoo(cfg: Preset, progress: bool = False, n_jobs: int = 1) -> list[dict]:
+    """The 28 nets (load or train, missing ones over ``n_jobs`` processes): see
+    :func:`nnmiplib.train.zoo_matrix`."""
     from ..train import zoo_matrix
 
-    return zoo_matrix(cfg.scale, seed=cfg.seed, archs=cfg.archs, epochs=cfg.epochs, progress=progress)
+    return zoo_matrix(cfg.scale, seed=cfg.seed, archs=cfg.archs, epochs=cfg.epochs, progress=progress,
+                      n_jobs=n_jobs)
 
 
 def _setting(reg: str, lam: float) -> str:
@@ -460,10 +462,10 @@ def fig_sparse_accurate(df, eps: float = 1e-2):
 def compute(scale: str, n_jobs: int = 1, scheduler=None, time_limit=None, progress=True, **overrides):
     """The ``nnmiplib run 1`` hook: train (or load) the chapter's nets and run the rounding sweep.
 
-    Training is sequential (one torch thread per net, deterministic); ``n_jobs``,
-    ``scheduler`` and ``time_limit`` do not apply to this chapter.
+    Missing nets are trained over ``n_jobs`` processes (one torch thread each, so the
+    nets do not depend on ``n_jobs``); ``scheduler`` and ``time_limit`` do not apply.
     """
     cfg = preset(scale, **overrides)
-    zoo = train_zoo(cfg, progress=progress)
+    zoo = train_zoo(cfg, progress=progress, n_jobs=n_jobs)
     rounding_sweep(cfg, zoo, progress=progress)
     return cfg
