@@ -100,6 +100,7 @@ class LayerJob:
     mip_gap: float
     milp_margin: float
     early_stop: bool
+    options: dict
 
 
 _CACHE: dict = {}
@@ -111,7 +112,7 @@ def _backend(job: LayerJob):
         from .solvers import get_backend
 
         _CACHE.clear()
-        _CACHE["backend"] = get_backend(job.solver)(job.model, threads=1, mip_gap=job.mip_gap)
+        _CACHE["backend"] = get_backend(job.solver)(job.model, threads=1, mip_gap=job.mip_gap, options=job.options)
         _CACHE["token"] = job.token
     return _CACHE["backend"]
 
@@ -181,7 +182,7 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                   progress: bool = True, time_ratio: float = 2.0, skip_stable: bool = True,
                   mip_gap: float = 1e-6, milp_margin: float = 1e-7, min_solve_time: float | None = None,
                   chunks_per_job: int = 4, early_stop: bool = True, formulation: str = "triangle",
-                  max_neurons: int | None = None) -> Bounds:
+                  max_neurons: int | None = None, solver_options: dict | None = None) -> Bounds:
     """LP (``relax=True``) or MILP bounds of every neuron, Algorithms 1/3 (SPEC §2).
 
     Parameters
@@ -200,6 +201,8 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
         (then it cannot improve it; HiGHS ``objective_target``).
     max_neurons : bound at most this many neurons per layer (evenly spaced among those
         to do; the others keep ``initial``) — for benchmarks and quick looks.
+    solver_options : the solver's own parameters for every solve (e.g. HiGHS
+        ``{"simplex_strategy": 4}``); see :class:`nnmiplib.solvers.base.Backend`.
     formulation : LP only: "triangle" (default; :func:`nnmiplib.encode.encode_triangle`,
         the Big-M relaxation projected onto (x, h) — identical optimum, ≈3× faster
         re-solves) or "bigm" (``encode(relax=True)`` as written in the thesis).
@@ -290,7 +293,7 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
             job = LayerJob(token=f"{id(model)}-{m}-{time.time()}", model=model, obj_cols=prev, obj_W=oW, obj_b=ob,
                            solver=solver, relax=relax,
                            t_solve=t_solve, deadline=layer_deadline, mip_gap=mip_gap, milp_margin=milp_margin,
-                           early_stop=early_stop)
+                           early_stop=early_stop, options=dict(solver_options or {}))
             tasks = [(int(j), float(lower[m][j]), float(upper[m][j])) for j in neurons]
             results = _run(job, tasks, pool, n_jobs, chunks_per_job, progress, f"{'LP' if relax else 'MILP'} layer {m}/{L}")
             codes: dict[str, int] = {}

@@ -329,7 +329,7 @@ def encode(nets, domain: Box, bounds, *, relax: bool = False, stop_layer: int | 
 
 
 def encode_triangle(net: Network, domain: Box, bounds, *, stop_layer: int) -> tuple[MipModel, np.ndarray]:
-    r"""The LP relaxation of (1.1)–(1.8), projected onto ``(x, h)``: same optimum, fewer rows.
+    r"""The LP relaxation of (1.1)–(1.8) without ``z`` and ``hbar``: same optimum, fewer rows.
 
     For an unstable neuron (``L < 0 < U``) the relaxation of (1.2)–(1.7) with
     ``z ∈ [0, 1]`` projects onto ``(a, h)`` as the "triangle"
@@ -337,21 +337,24 @@ def encode_triangle(net: Network, domain: Box, bounds, *, stop_layer: int) -> tu
     .. math:: h \ge 0,\quad h \ge a,\quad h \le \frac{U}{U - L}\,(a - L)
 
     (eliminate :math:`\bar h = h - a \ge 0`; a ``z`` exists iff
-    :math:`h/U \le 1 + (h - a)/L`, which is the third inequality). Substituting
-    :math:`a = W h^{\text{prev}} + b` (1.1) removes the ``a`` columns and equality rows
-    too; stably active neurons keep :math:`h = W h^{\text{prev}} + b` with
-    ``h ∈ [lower, upper]`` (one equality row); stably inactive ones disappear (h = 0).
+    :math:`h/U \le 1 + (h - a)/L`, which is the third inequality). The pre-activation
+    column ``a ∈ [L, U]`` (the bounds are implied by the triangle) is kept with its row
+    ``a = W h^{prev} + b`` (1.1), so each weight row appears once; stably active neurons
+    have no ``a`` column, only :math:`h = W h^{\text{prev}} + b` with ``h ∈ [lower, upper]``
+    (one equality row); stably inactive ones disappear (h = 0).
     Every LP over this model has the optimum of the same LP over
-    ``encode(..., relax=True)``; without the equality rows a warm-started simplex
-    re-solve is ≈3× faster on a 200x5 net (measured), which is why Algorithm 3's LP
-    uses it.
+    ``encode(..., relax=True)`` (tested). On the quick 200x5 net at ε = 0.01 a warm-started
+    re-solve takes about a fifth of the time of the Big-M relaxation and of the variant
+    that substitutes ``a`` into the two triangle rows (twice the nonzeros), which is why
+    Algorithm 3's LP uses it (``benchmarks/bounds.py``).
 
     Returns
     -------
     (model, prev)
-        ``model.nets[0]`` has ``h[l]`` (−1 where eliminated), ``a[l]``, ``hbar``, ``z``
-        all −1; ``prev`` are the columns of :math:`h^{m}` feeding layer ``stop_layer`` =
-        m, so ``a[m]_j = W^m[j]·v[prev] + b^m[j]`` (use it as the objective).
+        ``model.nets[0]`` has ``h[l]`` (−1 where eliminated), ``a[l]`` (the unstable
+        neurons' columns, −1 elsewhere), ``hbar`` and ``z`` all −1; ``prev`` are the
+        columns of :math:`h^{m}` feeding layer ``stop_layer`` = m, so
+        ``a[m]_j = W^m[j]·v[prev] + b^m[j]`` (use it as the objective).
     """
     domain.check_dim(net.n_inputs)
     if not 0 <= int(stop_layer) <= net.depth:
@@ -371,21 +374,27 @@ def encode_triangle(net: Network, domain: Box, bounds, *, stop_layer: int) -> tu
         inactive = (hi <= 0) & ~active
         unstable = ~active & ~inactive
         live = ~inactive
+        ia, iu = np.flatnonzero(active), np.flatnonzero(unstable)
         h = np.full(lo.size, -1, dtype=np.int64)
         h[live] = model.add_vars(int(live.sum()), np.where(active, lo, 0.0)[live], np.maximum(hi, 0.0)[live])
+        a = np.full(lo.size, -1, dtype=np.int64)
+        a[iu] = model.add_vars(iu.size, lo[iu], hi[iu])
         Wl = sp.csr_matrix(W)
         Wl.eliminate_zeros()
-        # stably active: h - W h_prev = b ; unstable: h - W h_prev >= b  and  h - s W h_prev <= s (b - L)
-        ia, iu = np.flatnonzero(active), np.flatnonzero(unstable)
+        n = model.n_vars
+        P = sp.csr_matrix((Wl.data, prev[Wl.indices], Wl.indptr), shape=(W.shape[0], n))
+
+        def unit(cols, coef=1.0, n=n):
+            return sp.csr_matrix((np.broadcast_to(coef, len(cols)).astype(float), (np.arange(len(cols)), cols)),
+                                 shape=(len(cols), n))
+
         s_u = hi[iu] / (hi[iu] - lo[iu])
-        E = sp.csr_matrix((np.ones(live.sum()), (np.arange(live.sum()), h[live])), shape=(live.sum(), model.n_vars))
-        pos = np.cumsum(live) - 1  # row of neuron j inside E
-        P = sp.csr_matrix((Wl.data, prev[Wl.indices], Wl.indptr), shape=(W.shape[0], model.n_vars))
-        blocks = [E[pos[ia]] - P[ia], E[pos[iu]] - P[iu], E[pos[iu]] - sp.diags(s_u) @ P[iu]]
+        # active: h - W h_prev = b; unstable: a - W h_prev = b, h - a >= 0, h - s a <= -s L
+        blocks = [unit(h[ia]) - P[ia], unit(a[iu]) - P[iu], unit(h[iu]) - unit(a[iu]), unit(h[iu]) - unit(a[iu], s_u)]
         model.add_rows(sp.vstack(blocks, format="csr"),
-                       np.concatenate([b[ia], b[iu], np.full(iu.size, -np.inf)]),
-                       np.concatenate([b[ia], np.full(iu.size, np.inf), s_u * (b[iu] - lo[iu])]))
-        nv.a.append(np.full(lo.size, -1, dtype=np.int64))
+                       np.concatenate([b[ia], b[iu], np.zeros(iu.size), np.full(iu.size, -np.inf)]),
+                       np.concatenate([b[ia], b[iu], np.full(iu.size, np.inf), -s_u * lo[iu]]))
+        nv.a.append(a)
         nv.h.append(h)
         nv.hbar.append(np.full(lo.size, -1, dtype=np.int64))
         nv.z.append(np.full(lo.size, -1, dtype=np.int64))

@@ -175,3 +175,18 @@ def test_safe_lp_bound_valid_for_any_duals():
     s = get_backend("highs")(mn).solve()
     lo = safe_lp_bound(mn, mn.c, "min", s.row_dual)
     assert lo <= s.objective + 1e-12 and lo >= s.objective - 1e-8
+
+
+SOLVER_OPTIONS = {"highs": ({"simplex_strategy": 4}, {"no_such_option": 1}),
+                  "gurobi": ({"Method": 1}, {"NoSuchParameter": 1}),
+                  "scip": ({"lp/initalgorithm": "d"}, {"no/such/param": 1})}
+
+
+@pytest.mark.parametrize("solver", BACKENDS)
+def test_solver_options_are_applied_and_unknown_ones_named(solver):
+    good, bad = SOLVER_OPTIONS[solver]
+    B = get_backend(solver)
+    sol = B(lp_model(), options=good).solve()
+    assert sol.status is Status.OPTIMAL and sol.objective == pytest.approx(13.0)
+    with pytest.raises(SolverError, match=next(iter(bad))):
+        B(lp_model(), options=bad)

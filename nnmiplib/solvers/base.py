@@ -78,19 +78,24 @@ class Backend:
     """Base class: keeps the model in sync and defines the interface.
 
     Subclasses implement ``_build``, ``_set_objective``, ``_add_rows``,
-    ``_set_col_bounds`` and ``_solve``.
+    ``_set_col_bounds`` and ``_solve``. ``options`` are the solver's own parameters by
+    its own names (e.g. HiGHS ``{"simplex_strategy": 1}``, Gurobi ``{"Method": 1}``),
+    applied after the backend's defaults; an unknown name or bad value raises
+    :class:`SolverError`.
     """
 
     name = "base"
     capabilities: frozenset = frozenset()
 
-    def __init__(self, model, *, threads: int = 1, mip_gap: float = 1e-6, verbose: bool = False):
+    def __init__(self, model, *, threads: int = 1, mip_gap: float = 1e-6, verbose: bool = False,
+                 options: dict | None = None):
         if model.n_vars == 0:
             raise ValueError("the model has no variables")
         self.model = model
         self.threads = int(threads)
         self.mip_gap = float(mip_gap)
         self.verbose = bool(verbose)
+        self.options = dict(options or {})
         self._build()
 
     #: the Python module the backend drives, imported lazily (``None``: no solver behind it)

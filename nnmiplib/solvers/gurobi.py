@@ -40,6 +40,11 @@ class GurobiBackend(Backend):
         g = gp.Model(env=env)
         g.Params.Threads = max(1, self.threads)
         g.Params.MIPGap = self.mip_gap
+        for k, v in self.options.items():
+            try:
+                g.setParam(k, v)
+            except gp.GurobiError as exc:
+                raise SolverError(f"Gurobi rejected parameter {k}={v!r}: {exc}") from None
         vt = np.where(m.integrality & (not m.relax), GRB.BINARY, GRB.CONTINUOUS)
         vt = np.where(m.integrality & (not m.relax) & ((m.col_lo != 0) | (m.col_hi != 1)), GRB.INTEGER, vt)
         lo = np.where(np.isfinite(m.col_lo), m.col_lo, -GRB.INFINITY)

@@ -70,6 +70,10 @@ class HighsBackend(Backend):
         h.setOptionValue("mip_abs_gap", 1e-9)
         if self.verbose:
             h.setOptionValue("output_flag", True)
+        for k, v in self.options.items():
+            if h.setOptionValue(k, v) == highspy.HighsStatus.kError:
+                raise SolverError(f"HiGHS rejected option {k}={v!r} (unknown name or bad value; see "
+                                  "https://ergo-code.github.io/HiGHS/stable/options/definitions/)")
         lp = highspy.HighsLp()
         lp.num_col_ = m.n_vars
         lp.num_row_ = m.n_rows

@@ -28,6 +28,11 @@ class ScipBackend(Backend):
             s.hideOutput()
         s.setParam("limits/gap", self.mip_gap)
         s.setParam("limits/absgap", 1e-9)
+        for k, v in self.options.items():
+            try:
+                s.setParam(k, v)
+            except (KeyError, LookupError, ValueError, TypeError) as exc:
+                raise SolverError(f"SCIP rejected parameter {k}={v!r}: {exc}") from None
         self.s = s
         self.vars = []
         for j in range(m.n_vars):
