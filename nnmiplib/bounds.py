@@ -211,24 +211,15 @@ class Bounds:
     @classmethod
     def load(cls, path, net: Network | None = None) -> Bounds:
         """Read a file written by :meth:`save`; with ``net``, check that the bounds are its."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no bounds file at {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                n = int(meta["n_layers"])
-                lower = [z[f"lower{l}"] for l in range(n)]
-                upper = [z[f"upper{l}"] for l in range(n)]
-                time = [z[f"time{l}"] for l in range(n)]
-                source = [z[f"source{l}"] for l in range(n)]
-                dom = Box(z["dom_lo"], z["dom_hi"], meta.get("domain_name", "box"), meta.get("domain_meta") or {})
-        except Exception as exc:
-            raise ValueError(
-                f"{path} is not a readable nnmiplib bounds file ({type(exc).__name__}: {exc}); "
-                "delete it and compute the bounds again"
-            ) from None
-        b = cls(lower, upper, source, time, meta["method"], meta["net_digest"], dom, meta.get("stats", {}))
+        from .paths import read_npz
+
+        def parse(meta, z):
+            n = int(meta["n_layers"])
+            arrays = [[z[f"{k}{l}"] for l in range(n)] for k in ("lower", "upper", "source", "time")]
+            dom = Box(z["dom_lo"], z["dom_hi"], meta.get("domain_name", "box"), meta.get("domain_meta") or {})
+            return cls(*arrays, meta["method"], meta["net_digest"], dom, meta.get("stats", {}))
+
+        b = read_npz(path, "bounds", "compute the bounds again", parse)
         if net is not None and net.digest() != b.net_digest:
             raise ValueError(
                 f"{path}: bounds were computed for network {b.net_digest[:12]}…, but {net!r} was given; "

@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -219,7 +219,7 @@ class Network:
             self._digest = h.hexdigest()
         return self._digest
 
-    def with_parameters(self, weights=None, biases=None, *, name: str | None = None) -> "Network":
+    def with_parameters(self, weights=None, biases=None, *, name: str | None = None) -> Network:
         """A new network with some parameters replaced (same shapes enforced)."""
         new = Network(
             self._weights if weights is None else weights,
@@ -232,7 +232,7 @@ class Network:
 
     # ------------------------------------------------------------------ torch
     @classmethod
-    def from_torch(cls, model, *, name: str | None = None) -> "Network":
+    def from_torch(cls, model, *, name: str | None = None) -> Network:
         """Read a ``torch.nn.Sequential`` of Linear / ReLU (Flatten allowed first)."""
         import torch.nn as tnn
 
@@ -283,7 +283,7 @@ class Network:
 
     # ------------------------------------------------------------------- ONNX
     @classmethod
-    def from_onnx(cls, path, *, name: str | None = None) -> "Network":
+    def from_onnx(cls, path, *, name: str | None = None) -> Network:
         """Read a fully connected ReLU network from an ONNX file (see :mod:`nnmiplib.onnx_io`)."""
         from .onnx_io import read_onnx
 
@@ -311,22 +311,15 @@ class Network:
         return atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path) -> "Network":
+    def load(cls, path) -> Network:
         """Load a network written by :meth:`save`; the stored digest is checked."""
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"no network file at {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                n = int(meta["n_layers"])
-                ws = [z[f"w{l}"] for l in range(n)]
-                bs = [z[f"b{l}"] for l in range(n)]
-        except Exception as exc:  # zipfile, KeyError, json, ValueError ...
-            raise ValueError(
-                f"{path} is not a readable nnmiplib network file ({type(exc).__name__}: {exc}); "
-                "delete it and save the network again"
-            ) from None
+        from .paths import read_npz
+
+        def parse(meta, z):
+            n = int(meta["n_layers"])
+            return meta, [z[f"w{l}"] for l in range(n)], [z[f"b{l}"] for l in range(n)]
+
+        meta, ws, bs = read_npz(path, "network", "save the network again", parse)
         net = cls(ws, bs, name=meta.get("name"))
         if net.digest() != meta.get("digest"):
             raise ValueError(f"{path}: parameters do not match the stored digest (file corrupted); delete it")

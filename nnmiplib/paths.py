@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_dir", "nets_dir", "results_dir", "repo_root", "atomic_write_bytes"]
+__all__ = ["atomic_write_bytes", "data_dir", "nets_dir", "repo_root", "results_dir"]
 
 
 def repo_root() -> Path | None:
@@ -37,6 +37,28 @@ def results_dir() -> Path:
     d = data_dir() / "results"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def read_npz(path, kind: str, fix: str, parse):
+    """Read an ``.npz`` written with an embedded JSON ``meta`` array (networks, bounds).
+
+    ``parse(meta, z)`` builds the object from the decoded meta and the open archive;
+    any failure (missing file aside) becomes one ValueError naming the file, the
+    ``kind`` of file and the ``fix`` ("delete it and …").
+    """
+    import json
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {kind} file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return parse(json.loads(bytes(z["meta"]).decode()), z)
+    except Exception as exc:  # noqa: BLE001 — zipfile, KeyError, json, ValueError ...
+        raise ValueError(f"{path} is not a readable nnmiplib {kind} file ({type(exc).__name__}: {exc}); "
+                         f"delete it and {fix}") from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
