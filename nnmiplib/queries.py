@@ -64,6 +64,7 @@ from .query_core import (  # noqa: F401  (re-exported for softmax_pwl and users)
     start_violation,
 )
 from .result import Result, relative_gap
+from .solvers.base import Solution, Status
 
 __all__ = ["RESULTS_VERSION", "Result", "cache_version", "get_bounds", "max_output_change",
            "maxdiff", "maxflip", "maxout", "mineps"]
@@ -115,7 +116,8 @@ def _margin_max_model(model, a_cols: np.ndarray, lo: np.ndarray, hi: np.ndarray,
 
 def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bounds=None,
                       time_limit: float | None = 60.0, solver: str = "highs", bounds_method: str = "lp",
-                      tol: float = 1e-3, attack: bool = True, rng=0, margin: float = 1e-6) -> Result:
+                      tol: float = 1e-3, attack: bool = True, rng=0, margin: float = 1e-6,
+                      decide: bool = False) -> Result:
     r"""Problem (PV), SPEC §3: the largest output change of ``net`` on ``domain``.
 
     ``form="softmax"``: :math:`\max_{x\in X} \lVert\operatorname{softmax}(a^{L+1}(x)) - y_0\rVert_1`
@@ -126,6 +128,10 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     class of ``x0`` — the verifiers' linear form; a dual bound < 0 proves that no input of
     the domain changes the class. ``extra["class_changed"]`` is True when the verified
     witness has value ≥ ``margin``.
+    ``decide=True`` (margin form) answers the yes/no question instead of the optimum: the
+    search stops as soon as an incumbent reaches ``margin`` (the class changes; the
+    attack's point counts) or the dual bound falls to ``−margin`` (robust, proven), so
+    ``objective`` is then a witness, not the maximum.
     """
     t0 = time.perf_counter()
     _check_nets([net], domain)
@@ -164,7 +170,11 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
             cands.append((ar.x, f"attack:{ar.source}", False))
             start = model.point(ar.x)
             fill(start)
-    sol = _run(model, solver, None if deadline is None else deadline - time.perf_counter(), start)
+    if decide and start is not None and start[v] >= margin:  # the attack already changed the class
+        sol = Solution(Status.INTERRUPTED, message="decided by the attack")
+    else:
+        stops = {"objective_target": margin, "dual_stop": -margin} if decide else {}
+        sol = _run(model, solver, None if deadline is None else deadline - time.perf_counter(), start, **stops)
     if sol.x is not None:
         cands.insert(0, (solver_input(model, sol.x, domain), "solver", True))
 

@@ -80,8 +80,12 @@ def start_violation(model, v: np.ndarray) -> float:
     return float(max(viol))
 
 
-def _run(model, solver: str, time_limit: float | None, start: np.ndarray | None, mip_gap: float = 1e-6):
-    """Solve ``model`` with a MIP start if it is feasible; returns the Solution."""
+def _run(model, solver: str, time_limit: float | None, start: np.ndarray | None, mip_gap: float = 1e-6,
+         **stops):
+    """Solve ``model`` with a MIP start if it is feasible; returns the Solution.
+
+    ``stops``: ``objective_target`` / ``dual_stop`` for :meth:`Backend.solve`.
+    """
     from .solvers import get_backend
 
     if start is not None:
@@ -91,7 +95,7 @@ def _run(model, solver: str, time_limit: float | None, start: np.ndarray | None,
             start = None
     be = get_backend(solver)(model, threads=1, mip_gap=mip_gap)
     tl = None if time_limit is None else max(float(time_limit), 0.05)
-    return be.solve(tl, start=start)
+    return be.solve(tl, start=start, **stops)
 
 
 def solver_input(model, v: np.ndarray, domain: Box, tol: float = 1e-6) -> np.ndarray | None:
@@ -175,7 +179,9 @@ def _status(sol_status, has_x: bool) -> str:
         return "optimal" if has_x else "infeasible"
     if sol_status is Status.INFEASIBLE:
         return "infeasible"
-    if sol_status in (Status.TIME_LIMIT, Status.INTERRUPTED):
+    if sol_status is Status.INTERRUPTED:  # queries are interrupted only by decide=True's stops
+        return "decided"
+    if sol_status is Status.TIME_LIMIT:
         return "time_limit_feasible" if has_x else "time_limit_infeasible"
     return "error"
 

@@ -14,6 +14,8 @@ Statuses
 ``infeasible``              the model is proven infeasible (no input satisfies the query).
 ``feasible``                a verified input, optimality not proven although no limit was hit
                             (maxflip: the solver's optimum counted a ReLU at a = 0 as active).
+``decided``                 stopped once the yes/no question was settled (``decide=True``):
+                            a verified witness beyond the threshold, or a dual bound below it.
 ``error``                   the solver failed; ``message`` says why.
 """
 
@@ -31,7 +33,7 @@ from .network import Network, softmax
 
 __all__ = ["STATUSES", "Result", "rel_tol", "relative_gap"]
 
-STATUSES = ("optimal", "time_limit_feasible", "time_limit_infeasible", "infeasible", "feasible", "error")
+STATUSES = ("optimal", "time_limit_feasible", "time_limit_infeasible", "infeasible", "feasible", "decided", "error")
 
 #: relative tolerance for "the solver's value is reproduced in float64": |v − w| ≤ REL·(1 + |w|)
 VERIFY_REL_TOL = 1e-5

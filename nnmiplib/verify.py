@@ -543,12 +543,14 @@ def _solve_disjunct(prob: Problem, dj: Disjunct, bounds, margin, *, relax: bool,
         st = model.point(start)
         st[t] = min(T, float(np.min((dj.d[ineq] - (dj.Cz[ineq] @ start) - dj.Cy[ineq] @ prob.net.forward(start))
                                      / scale[ineq]), initial=T)) if ineq else 0.0
-    sol = be.solve(time_limit=max(time_limit, 0.05), start=st) if np.isfinite(time_limit) else be.solve(start=st)
     from .solvers.base import Status
 
     ymag = float(np.max(np.abs(np.concatenate([bounds.lower[-1], bounds.upper[-1]])), initial=0.0))
     tau = 1e-6 + 1e-7 * float(np.max(np.abs(dj.d / np.where(scale > 0, scale, 1)), initial=0.0)) \
         + 1e-8 * ymag * float(np.max(np.abs(dj.Cy).sum(axis=1) / scale, initial=0.0))
+    # a MILP stops as soon as its dual bound refutes the disjunct (t* ≤ −2τ < −τ)
+    stop = {} if relax else {"dual_stop": -2 * tau}
+    sol = be.solve(time_limit=max(time_limit, 0.05) if np.isfinite(time_limit) else None, start=st, **stop)
     if sol.status is Status.INFEASIBLE:
         return "refuted", None, "infeasible"
     if relax and sol.row_dual is not None and sol.status in (Status.OPTIMAL, Status.TIME_LIMIT):

@@ -64,6 +64,26 @@ def test_pv_margin_proves_robustness_on_a_small_ball():
     assert r.extra["robust_proven"] and not r.extra["class_changed"]
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("delta", [0.002, 0.3])
+def test_pv_decide_agrees_with_the_optimum(seed, delta):
+    """decide=True answers the same yes/no question as the optimisation, with a witness or a proof."""
+    net = rnet([2, 10, 8, 4], seed)
+    x0 = np.array([0.45, 0.55])
+    dom = nm.domains.linf_ball(x0, delta)
+    full = Q.max_output_change(net, dom, x0, form="margin", bounds_method="crown", time_limit=20)
+    fast = Q.max_output_change(net, dom, x0, form="margin", bounds_method="crown", time_limit=20, decide=True)
+    assert full.status == "optimal" and fast.status in ("decided", "optimal")
+    changes = full.objective >= 1e-6
+    assert fast.extra["class_changed"] == changes
+    assert fast.extra["robust_proven"] == (not changes)
+    if changes:
+        check_common(fast, [net], dom)
+        assert fast.objective >= 1e-6 and fast.objective <= full.dual_bound
+    else:
+        assert fast.dual_bound < 0 and fast.dual_bound >= full.objective - 1e-9
+
+
 # --------------------------------------------------------------------- maxdiff logits
 def test_maxdiff_logits_matches_grid():
     n1, n2 = rnet([2, 7, 3], 1), rnet([2, 5, 5, 3], 2)  # different architectures

@@ -190,3 +190,29 @@ def test_solver_options_are_applied_and_unknown_ones_named(solver):
     assert sol.status is Status.OPTIMAL and sol.objective == pytest.approx(13.0)
     with pytest.raises(SolverError, match=next(iter(bad))):
         B(lp_model(), options=bad)
+
+
+@pytest.mark.parametrize("solver", BACKENDS)
+def test_dual_stop_ends_the_search_with_a_valid_dual_bound(solver):
+    """max: stop once the dual bound is ≤ the value asked; the reported bound stays ≥ the optimum."""
+    B = get_backend(solver)
+    exact = B(hard_mip(n=30, m=15)).solve()
+    assert exact.status is Status.OPTIMAL
+    stop = exact.objective + 0.25 * (B(_relaxed(hard_mip(n=30, m=15))).solve().objective - exact.objective)
+    for sense, sign in (("max", 1.0), ("min", -1.0)):
+        m = hard_mip(n=30, m=15)
+        if sense == "min":
+            m.set_objective(-m.c, "min")
+        s = B(m).solve(dual_stop=sign * stop)
+        assert s.status in (Status.INTERRUPTED, Status.OPTIMAL)
+        assert s.dual_bound is not None
+        assert sign * s.dual_bound >= exact.objective - 1e-6  # still a valid bound
+        if s.status is Status.INTERRUPTED:
+            assert sign * s.dual_bound <= stop + 1e-9
+        if "dual_stop" not in B.capabilities:  # solves on to the optimum
+            assert s.status is Status.OPTIMAL and sign * s.objective == pytest.approx(exact.objective)
+
+
+def _relaxed(m):
+    m.relax = True
+    return m

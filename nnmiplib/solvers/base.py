@@ -134,7 +134,14 @@ class Backend:
         self._set_col_bounds(idx, lo, hi)
 
     def solve(self, time_limit: float | None = None, *, start: np.ndarray | None = None, **kw) -> Solution:
-        """Solve the current model; ``time_limit`` (seconds) applies to this call only."""
+        """Solve the current model; ``time_limit`` (seconds) applies to this call only.
+
+        Optional keywords: ``objective_target`` (MIP: stop once an incumbent is at least
+        this good, status INTERRUPTED); ``dual_stop`` (MIP, backends with the
+        ``"dual_stop"`` capability: stop once the dual bound is at least this good for the
+        question asked — ``≤ dual_stop`` for max — status INTERRUPTED with that dual
+        bound; other backends solve on, which is slower but never wrong).
+        """
         if time_limit is not None and not time_limit > 0:
             raise ValueError(f"time_limit must be positive seconds or None, got {time_limit!r}")
         t0 = time.perf_counter()

@@ -21,7 +21,7 @@ PIP_LIMIT_NONLINEAR = 200
 class GurobiBackend(Backend):
     name = "gurobi"
     module = "gurobipy"
-    capabilities = frozenset({"lp", "milp", "warm_start", "threads", "nonlinear"})
+    capabilities = frozenset({"lp", "milp", "warm_start", "threads", "nonlinear", "dual_stop"})
 
 
     def _build(self) -> None:
@@ -81,11 +81,13 @@ class GurobiBackend(Backend):
             self.v[int(j)].LB = a if np.isfinite(a) else -inf
             self.v[int(j)].UB = b if np.isfinite(b) else inf
 
-    def _solve(self, time_limit, start, objective_target=None, **kw) -> Solution:
+    def _solve(self, time_limit, start, objective_target=None, dual_stop=None, **kw) -> Solution:
         gp, GRB, g, m = self._gp, self._GRB, self.g, self.model
         g.Params.TimeLimit = GRB.INFINITY if time_limit is None else float(time_limit)
         g.Params.BestObjStop = (GRB.INFINITY if m.sense == "max" else -GRB.INFINITY) \
             if objective_target is None else float(objective_target)
+        g.Params.BestBdStop = (-GRB.INFINITY if m.sense == "max" else GRB.INFINITY) \
+            if dual_stop is None else float(dual_stop)
         if start is not None and g.IsMIP:
             self.v.Start = np.asarray(start, dtype=np.float64)
         try:

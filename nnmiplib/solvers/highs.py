@@ -55,7 +55,7 @@ class HighsBackend(Backend):
 
     name = "highs"
     module = "highspy"
-    capabilities = frozenset({"lp", "milp", "warm_start", "threads"})
+    capabilities = frozenset({"lp", "milp", "warm_start", "threads", "dual_stop"})
 
 
     def _build(self) -> None:
@@ -116,7 +116,10 @@ class HighsBackend(Backend):
     def _set_col_bounds(self, idx, lo, hi) -> None:
         self.h.changeColsBounds(idx.size, idx.astype(np.int32), lo, hi)
 
-    def _solve(self, time_limit, start, objective_target=None, **kw) -> Solution:
+    def _solve(self, time_limit, start, objective_target=None, dual_stop=None, **kw) -> Solution:
+        # HiGHS's own ``objective_bound`` option is not used for dual_stop: with it, highspy
+        # 1.16 reported "Optimal" with a dual bound below the true maximum of a test MIP;
+        # the MIP-interrupt callback stops on the dual bound it reports, which stays valid.
         hs, h = self._hs, self.h
         limit = np.inf if time_limit is None else float(time_limit)
         run0 = h.getRunTime()
@@ -130,8 +133,22 @@ class HighsBackend(Backend):
             h.setSolution(s)
         import time as _t
 
+        stop_cb = None
+        if dual_stop is not None and self._is_mip:
+            lim, is_max = float(dual_stop), self.model.sense == "max"
+
+            def stop_cb(e):
+                db = e.data_out.mip_dual_bound
+                if np.isfinite(db) and (db <= lim if is_max else db >= lim):
+                    e.data_in.user_interrupt = True
+
+            h.cbMipInterrupt.subscribe(stop_cb)
         t0 = _t.perf_counter()
-        h.run()
+        try:
+            h.run()
+        finally:
+            if stop_cb is not None:
+                h.cbMipInterrupt.unsubscribe(stop_cb)
         wall = _t.perf_counter() - t0
         ms = h.getModelStatus()
         MS = hs.HighsModelStatus
@@ -152,7 +169,7 @@ class HighsBackend(Backend):
             MS.kSolutionLimit: Status.TIME_LIMIT,
             MS.kObjectiveTarget: Status.INTERRUPTED,
             MS.kObjectiveBound: Status.INTERRUPTED,
-            MS.kInterrupt: Status.INTERRUPTED,
+            MS.kInterrupt: Status.INTERRUPTED,  # only dual_stop interrupts
         }.get(ms, Status.ERROR)
         info = h.getInfo()
         sol = h.getSolution()
