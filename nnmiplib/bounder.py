@@ -148,32 +148,33 @@ def run_layer_job(job: LayerJob, tasks, progress=None) -> list[tuple]:
     model = be.model
     out = []
     c = np.zeros(model.n_vars)
-    for j, lo, hi in tasks:
-        for sense, hand in (("max", hi), ("min", lo)):
-            limit = job.t_solve
-            if job.deadline is not None:
-                left = job.deadline - time.time()
-                if left <= 0.01:
-                    out.append((j, sense, None, "deadline", 0.0))
-                    if progress:
-                        progress(1)
-                    continue
-                limit = left if limit is None else min(limit, left)
-            c[:] = 0.0
-            c[job.obj_cols] = job.obj_W[j]
-            off = float(job.obj_b[j])
-            be.set_objective(c, sense, offset=off)
-            target = hand if (job.early_stop and not job.relax) else None
-            t = time.perf_counter()
-            try:
-                sol = be.solve(limit, objective_target=target)
-                value, code = _interpret(job, model, c, off, sense, sol)
-            except Exception as exc:  # noqa: BLE001 — a failed solve falls back, never aborts the run
-                log.warning("solve of neuron %d (%s) failed: %s", j, sense, exc)
-                value, code = None, "failed-error"
-            out.append((j, sense, value, code, time.perf_counter() - t))
-            if progress:
-                progress(1)
+    # all maxima, then all minima: consecutive objectives point the same way, so each
+    # warm start begins nearer the next optimum than after the opposite sense
+    for sense, j, hand in [("max", j, hi) for j, _, hi in tasks] + [("min", j, lo) for j, lo, _ in tasks]:
+        limit = job.t_solve
+        if job.deadline is not None:
+            left = job.deadline - time.time()
+            if left <= 0.01:
+                out.append((j, sense, None, "deadline", 0.0))
+                if progress:
+                    progress(1)
+                continue
+            limit = left if limit is None else min(limit, left)
+        c[:] = 0.0
+        c[job.obj_cols] = job.obj_W[j]
+        off = float(job.obj_b[j])
+        be.set_objective(c, sense, offset=off)
+        target = hand if (job.early_stop and not job.relax) else None
+        t = time.perf_counter()
+        try:
+            sol = be.solve(limit, objective_target=target)
+            value, code = _interpret(job, model, c, off, sense, sol)
+        except Exception as exc:  # noqa: BLE001 — a failed solve falls back, never aborts the run
+            log.warning("solve of neuron %d (%s) failed: %s", j, sense, exc)
+            value, code = None, "failed-error"
+        out.append((j, sense, value, code, time.perf_counter() - t))
+        if progress:
+            progress(1)
     return out
 
 
@@ -294,7 +295,7 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                            solver=solver, relax=relax,
                            t_solve=t_solve, deadline=layer_deadline, mip_gap=mip_gap, milp_margin=milp_margin,
                            early_stop=early_stop, options=dict(solver_options or {}))
-            tasks = [(int(j), float(lower[m][j]), float(upper[m][j])) for j in neurons]
+            tasks = [(int(j), float(lower[m][j]), float(upper[m][j])) for j in _similar_order(oW, neurons)]
             results = _run(job, tasks, pool, n_jobs, chunks_per_job, progress, f"{'LP' if relax else 'MILP'} layer {m}/{L}")
             codes: dict[str, int] = {}
             for j, sense, value, code, dt in results:
@@ -338,6 +339,24 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
     return out
 
 
+def _similar_order(W: np.ndarray, neurons: np.ndarray) -> np.ndarray:
+    """``neurons`` in a greedy nearest-neighbour order of their weight rows (cosine), so
+    that consecutive LPs have similar objectives and warm starts begin near the optimum."""
+    if neurons.size <= 2:
+        return neurons
+    R = np.asarray(W)[neurons]
+    R = R / np.maximum(np.linalg.norm(R, axis=1, keepdims=True), 1e-300)
+    S = R @ R.T
+    order, left = [0], np.ones(neurons.size, dtype=bool)
+    left[0] = False
+    for _ in range(neurons.size - 1):
+        s = np.where(left, S[order[-1]], -np.inf)
+        k = int(np.argmax(s))
+        order.append(k)
+        left[k] = False
+    return neurons[np.asarray(order)]
+
+
 def _warm_up(i: int) -> int:
     from .solvers.highs import _new_highs
 
@@ -357,7 +376,8 @@ def _run(job: LayerJob, tasks, pool, n_jobs, chunks_per_job, progress, desc):
             finally:
                 _CACHE.clear()
         n_chunks = min(len(tasks), n_jobs * max(1, chunks_per_job))
-        chunks = [tasks[i::n_chunks] for i in range(n_chunks)]  # interleaved: similar difficulty
+        chunks = [list(c) for c in np.array_split(np.arange(len(tasks)), n_chunks)]  # contiguous: similar objectives
+        chunks = [[tasks[i] for i in c] for c in chunks]
         futs = [pool.submit(run_layer_job, job, c) for c in chunks]
         out = []
         from concurrent.futures import as_completed

@@ -13,7 +13,17 @@ from pathlib import Path
 
 from .paths import atomic_write_bytes, results_dir
 
-__all__ = ["Finding", "VERDICTS", "THESIS_FINDINGS", "record", "load_all", "with_missing", "table"]
+__all__ = [
+    "THESIS_FINDINGS",
+    "VERDICTS",
+    "Finding",
+    "beside_key",
+    "glue_beside",
+    "load_all",
+    "record",
+    "table",
+    "with_missing",
+]
 
 VERDICTS = ("confirmed", "refuted", "partly", "not yet run")
 
@@ -125,3 +135,35 @@ def table(findings: list[Finding]):
             for f in findings
         ]
     )
+
+
+def beside_key(fid: str) -> str:
+    """The glue name of finding ``fid``'s "thesis reported / we measured" text (``vs-F2-5``)."""
+    return "vs-" + fid.replace(".", "-")
+
+
+def glue_beside(findings: list[Finding], ids=()) -> None:
+    """Glue one "thesis reported / we measured" Markdown text per finding.
+
+    A chapter calls this once it has judged its findings; the notebook places each text
+    next to the figures it is about (``{glue:md}``; myst-nb reads every glued value of a
+    notebook before rendering it, so a box may come before the cell that glued it).
+    ``ids`` are glued too ("not judged at this scale") when absent from ``findings``,
+    so a page never refers to a missing name.
+    """
+    from IPython.display import Markdown
+
+    try:
+        from myst_nb import glue
+    except ImportError:  # pragma: no cover — the book's environment has myst-nb
+        return
+    have = {f.id: f for f in findings}
+    for fid in dict.fromkeys([*have, *ids]):
+        f = have.get(fid)
+        if f is None:
+            claim, thesis = THESIS_FINDINGS.get(fid, ("", "—"))
+            text = f"**{fid}** — {claim}. **Thesis reported:** {thesis}. **We measured:** not judged at this scale."
+        else:
+            text = (f"**{f.id}** — {f.claim}. **Thesis reported:** {f.thesis}. **We measured:** {f.ours}. "
+                    f"**Verdict:** {f.verdict}.")
+        glue(beside_key(fid), Markdown(text), display=False)

@@ -127,3 +127,24 @@ def test_chapters_record_their_verdicts(smoke_book):
     for chapter, ids in expected.items():
         rec = json.loads((results_dir() / "verdicts" / f"{chapter}-smoke.json").read_text())
         assert {f["id"] for f in rec["findings"]} == ids, chapter
+
+
+def test_every_finding_is_shown_beside_its_figures(smoke_html):
+    """Each chapter page shows a "thesis reported / we measured" box for every one of its
+    findings, with the thesis's number, ours and the verdict filled in (glued text)."""
+    import re
+
+    from nnmiplib.verdicts import THESIS_FINDINGS
+
+    pages = {"01_training_and_rounding": "F2.[1-4]", "02_bounds": "F2.[5-8]", "03_verification": "F3.",
+             "04_comparator": "F4."}
+    for stem, pat in pages.items():
+        html = (smoke_html / "book" / f"{stem}.html").read_text(encoding="utf-8")
+        assert html.count("Thesis reported / we measured") >= 1, stem
+        text = re.sub(r"<[^>]+>", "", html)
+        ids = [f for f in THESIS_FINDINGS if re.fullmatch(pat.replace(".", r"\.", 1) + r"\d?", f)]
+        assert ids, stem
+        for fid in ids:
+            m = re.search(re.escape(fid) + r" — [^\n]*?Thesis reported:(.*?)We measured:(.*?)(Verdict:|\n)", text, re.S)
+            assert m, f"{stem}: no 'thesis reported / we measured' text for {fid}"
+            assert m.group(2).strip(), f"{stem}: empty measurement for {fid}"

@@ -1,6 +1,6 @@
 """Write notebooks/01_training_and_rounding.ipynb (run: .venv/bin/python tools/make_notebook_01.py)."""
 
-from nbtools import code, figure, md, parameters, write
+from nbtools import beside, code, figure, md, parameters, write
 
 cells = [
     md(
@@ -85,6 +85,7 @@ cells = [
         "the thesis highlights the range [0, 0.04] (shaded).",
     ),
     figure("fig-2-1b", "Fig 2.1b — % of weights rounded to 0 vs ε, by penalty strength λ (0 = unregularised)."),
+    beside("F2.1", "F2.2"),
     code(
         "f22 = sweep[(sweep.reg == 'none') & (sweep.eps == sweep.eps.max())]\n"
         "display(Markdown(\n"
@@ -95,8 +96,10 @@ cells = [
     code('plots.show("fig-2-2a", ch1.fig_2_2a(sweep))\nplots.show("fig-2-2b", ch1.fig_2_2b(sweep))'),
     figure("fig-2-2a", "Fig 2.2a — % of weights rounded to 0 vs ε: L1 vs L2 vs no penalty (mean over nets, ±1 sd)."),
     figure("fig-2-2b", "Fig 2.2b — % of weights rounded to 0 vs ε by penalty strength λ, regularised nets, one panel per norm."),
+    beside("F2.3"),
     code('plots.show("fig-2-3", ch1.fig_2_3(sweep))'),
     figure("fig-2-3", "Fig 2.3 — test accuracy vs ε, one panel per architecture, by regularisation type (mean over λ)."),
+    beside("F2.4"),
     md(
         "## Sparse and accurate\n\n"
         "Each point is one net rounded at ε = 0.01: its test accuracy against the share of its weights "
@@ -114,6 +117,7 @@ cells = [
     code(
         "found = ch1.findings(sweep, cfg)\n"
         "verdicts.record('ch1', scale, found)\n"
+        "verdicts.glue_beside(found, ['F2.1', 'F2.2', 'F2.3', 'F2.4'])\n"
         "pd.set_option('display.max_colwidth', None)\n"
         "verdicts.table(found).style.hide(axis='index')"
     ),

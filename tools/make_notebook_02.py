@@ -1,6 +1,6 @@
 """Write notebooks/02_bounds.ipynb (run: .venv/bin/python tools/make_notebook_02.py)."""
 
-from nbtools import cell, figure, md, write
+from nbtools import beside, cell, figure, md, write
 
 
 def code(src, *tags):
@@ -81,6 +81,7 @@ cells = [
     figure("fig-2-5", "Fig 2.5 — Mean RO gap vs ε, one panel per architecture, unregularised nets, by method."),
     figure("fig-2-6", "Fig 2.6 — Mean RO gap vs ε, one panel per architecture, L1 and L2 nets (line style: method)."),
     figure("fig-2-7", "Fig 2.7 — Mean RO gap of the lower bounds vs layer, per architecture and method."),
+    beside("F2.5", "F2.6"),
     code("(gaps.pivot_table(index=['arch', 'reg', 'eps'], columns='method', values='ro_gap')\n"
          " .style.format('{:.3g}'))", "remove-input"),
     md("## Cost: LP vs MILP time"),
@@ -95,6 +96,7 @@ cells = [
     figure("fig-2-11", "Fig 2.11 — LP bound time, L1 vs L2 nets, per architecture (bars: mean over ε, "
                        "whiskers: range)."),
     figure("fig-2-12", "Fig 2.12 — MILP bound time, L1 vs L2 nets, per architecture."),
+    beside("F2.7"),
     md("MILP runs (and, at `paper`, LP runs) have a total budget (see the scale note): a time equal to the "
        "budget means the run was cut and its remaining neurons kept their crown bounds, so the MILP/LP time "
        "ratio is then a lower estimate.\n\n"
@@ -110,6 +112,7 @@ cells = [
                        "constant vs total time limit T (thesis: T = 20…90 min; here scaled down)."),
     figure("fig-2-14", "Fig 2.14 — LP constant relative to the best LP constant vs T."),
     figure("fig-2-15", "Fig 2.15 — MILP constant relative to the best MILP constant vs T."),
+    beside("F2.8"),
     code("(tl[tl.ref == 'vs_best_milp'].pivot_table(index=['reg', 'side', 'T'], columns='method', values='ratio')\n"
          " .style.format('{:.3g}'))", "remove-input"),
     md("The thesis reports that LP constants are **at most 2.4×** the best MILP ones (§2.3.4); the table "
@@ -130,6 +133,7 @@ cells = [
     md("## Verdicts"),
     code("findings = rep.judge(gaps, layer_gaps, runs, tl)\n"
          "verdicts.record('ch2', scale, findings)\n"
+         "verdicts.glue_beside(findings, ['F2.5', 'F2.6', 'F2.7', 'F2.8'])\n"
          "pd.set_option('display.max_colwidth', None)\n"
          "verdicts.table(findings).style.hide(axis='index')", "remove-input"),
     code("from IPython.display import Markdown\n"

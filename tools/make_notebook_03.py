@@ -1,6 +1,6 @@
 """Write notebooks/03_verification.ipynb (run: .venv/bin/python tools/make_notebook_03.py)."""
 
-from nbtools import code, figure, md, parameters, write
+from nbtools import beside, code, figure, md, parameters, write
 
 cells = [
     md("# Verification: how bound quality drives a MIP\n\n"
@@ -86,6 +86,7 @@ cells = [
     figure("fig-3-3", "Fig 3.3 a–d — % of PV instances whose final optimality gap is ≤ g, by bound type; "
            "panels up to 1 %, 2.5 %, 5 % and 10 %."),
     md("The thesis gives no number for these shares (only the figure); the table above is ours."),
+    beside("F3.1", "F3.2", "F3.4"),
     md("## Per architecture (Fig 3.4)"),
     code("plots.show('fig-3-4', ch3.fig_profiles_by_arch(df))\n"
          "(df.assign(solved=df.gap <= 0.05).pivot_table(index='label', columns='arch', values='solved', aggfunc='mean')"
@@ -98,6 +99,7 @@ cells = [
          "[['count', 'min', '50%', 'max']].round(3) if len(bdf) else 'not yet run')"),
     figure("fig-3-5", "Fig 3.5 — Bound-computation time per bound type (one point per bound "
            "computation: per network on [0,1]^784, per network and image for the image boxes)."),
+    beside("F3.3"),
     md("## Extra: what the Big-M constants do to the relaxation\n\n"
        "Where the MIPs cannot close within the time limits, the mechanism is still measurable: the "
        "root LP relaxation of PV's margin form for the runner-up class $k$ of $x_0$, $\\max\\ a_k - a_c$ with "
@@ -115,6 +117,7 @@ cells = [
            "bound itself (below 0: the runner-up class provably never wins)."),
     md("## Findings\n\nEach finding of the thesis is judged by the rule stated with it, on the numbers above."),
     code("findings = ch3.judge(df, bdf, res['form'], res['relax'].frame())\nverdicts.record('ch3', scale, findings)\n"
+         "verdicts.glue_beside(findings, ['F3.1', 'F3.2', 'F3.3', 'F3.4'])\n"
          "display(Markdown(ch3.findings_markdown(findings)))\nverdicts.table(findings)"),
 ]
 

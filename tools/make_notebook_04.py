@@ -1,6 +1,6 @@
 """Write notebooks/04_comparator.ipynb (run: .venv/bin/python tools/make_notebook_04.py)."""
 
-from nbtools import code, figure, md, parameters, write
+from nbtools import beside, code, figure, md, parameters, write
 
 TITLES = {
     "4.2": "800x2 (net 1) vs 200x5 (net 2), simple domain", "4.3": "800x2 vs 200x5, neighbours domain",
@@ -43,13 +43,14 @@ cells = [
        "For each case: the thesis's rows (as printed) beside ours. Our row shows the classes and "
        "probabilities of both nets at the verified maxdiff witness, the L1 difference recomputed in "
        "float64, the sound dual bound of our piecewise-linear softmax relaxation and the solver status. "
-       "A digit we did not run at this scale shows empty cells."),
+       "A digit we did not run at this scale says so in the status column; \"—\" marks a cell without a "
+       "verified witness."),
 ]
 for i, (tid, title) in enumerate(TITLES.items()):
     fig_id = f"4.{i + 2}"
     cells += [
         md(f"### Table {tid} — {title}"),
-        code(f"ch4.side_by_side({tid!r}, md_)"),
+        code(f"ch4.styled_side_by_side({tid!r}, md_)"),
         code(f"a1, a2, dom = ch4.CASES[{tid!r}]\n"
              f"sub = md_[(md_.arch1 == a1) & (md_.arch2 == a2) & (md_.dom == dom)]\n"
              f"plots.show('fig-{fig_id.replace('.', '-')}', ch4.fig_solutions(md_, a1, a2, dom, seed) if len(sub) else\n"
@@ -62,6 +63,7 @@ cells += [
        "The derived counts of THESIS-NUMBERS §6 (both nets right, one or both wrong, wrong answers that "
        "are 8 or 9, the largest L1 difference when both are right), for the thesis's tables and ours."),
     code("ch4.counts_table(md_).set_index(['table', 'pair', 'domain', 'who'])"),
+    beside("F4.1", "F4.2", "F4.3", "F4.4"),
     md("### The other pairs and the unit box\n\n"
        "The thesis ran every pair on all three domains but reported three pairs on two domains. Here "
        "is every maxdiff we ran, including `non_imgref` ($X = [0,1]^{784}$, no reference image)."),
@@ -103,9 +105,11 @@ cells += [
     figure("fig-4-9", "Fig 4.9 — Zoom on 60–70 % pruning."),
     figure("fig-4-10", "Fig 4.10 — Zoom on 75–93 % pruning."),
     code("mf_.groupby('pruning %').kind.value_counts().unstack(fill_value=0) if len(me) else None"),
+    beside("F4.5", "F4.6", "F4.7", "F4.8"),
     md("## Findings\n\nEach finding is judged by the rule stated with it. The thesis's derived counts "
        "(THESIS-NUMBERS §6) are in the summary table above."),
     code("findings = ch4.judge(md_, me, seed)\nverdicts.record('ch4', scale, findings)\n"
+         "verdicts.glue_beside(findings, [f'F4.{i}' for i in range(1, 9)])\n"
          "display(Markdown(ch3.findings_markdown(findings)))\nverdicts.table(findings)"),
 ]
 

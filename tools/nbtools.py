@@ -38,6 +38,13 @@ def figure(name: str, caption: str):
     return md(f"```{{glue:figure}} {name}\n:name: {name}\n\n{caption}\n```")
 
 
+def beside(*ids: str):
+    """A "thesis reported / we measured" box showing the glued verdict texts of ``ids``
+    (see :func:`nnmiplib.verdicts.glue_beside`)."""
+    body = "\n\n".join(f"```{{glue:md}} vs-{fid.replace('.', '-')}\n:format: myst\n```" for fid in ids)
+    return md(f"::::{{admonition}} Thesis reported / we measured\n:class: tip\n{body}\n::::")
+
+
 def write(cells, filename: str) -> Path:
     """Write ``notebooks/filename`` with a Python 3 kernel and deterministic cell ids."""
     for i, c in enumerate(cells):

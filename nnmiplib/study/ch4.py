@@ -390,10 +390,18 @@ def side_by_side(tid: str, md):
     a1, a2, dom = CASES[tid]
     th = thesis_table(tid).set_index("Real")
     ours = our_table(md, a1, a2, dom).set_index("Real")
-    for col in ("Net 1", "Net 2"):  # classes are integers; digits not run at this scale show as <NA>
+    for col in ("Net 1", "Net 2"):  # classes are integers
         if col in ours:
             ours[col] = pd.to_numeric(ours[col], errors="coerce").round().astype("Int64")
-    return pd.concat({"thesis": th, "ours": ours}, axis=1)
+    out = pd.concat({"thesis": th, "ours": ours}, axis=1)
+    out[("ours", "status")] = out[("ours", "status")].astype(object).where(out[("ours", "status")].notna(),
+                                                                         "not run at this scale")
+    return out
+
+
+def styled_side_by_side(tid: str, md):
+    """:func:`side_by_side` for display: empty cells read "—" (no verified witness or not run)."""
+    return side_by_side(tid, md).style.format(na_rep="—", precision=3)
 
 
 def counts(tab) -> dict:
