@@ -42,30 +42,50 @@ complete file. Example::
     grid = Grid("ch2-bounds", bounds_cell, product(arch=["50x2", "100x2"], seed=[0, 1]))
     res = grid.run(n_jobs=2)        # or scheduler="tcp://host:8786"; res.ok, res.failed
     res.frame()                     # pandas: params + results, one row per finished cell
+
+The cache files are handled by :mod:`nnmiplib.experiments_cache`, the pool and Dask
+back-ends by :mod:`nnmiplib.experiments_exec`; this module holds the grid itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import itertools
-import json
 import logging
-import os
 import re
-import socket
-import tempfile
 import time
-import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import __version__
+
+# the cache and the back-ends live in their own modules; their helpers stay importable here
+from .experiments_cache import (  # noqa: F401
+    _atomic_write_json,
+    _read_json,
+    _to_json,
+    canonical,
+    cell_key,
+    clean_tmp,
+    load_records,
+    write_record,
+)
+from .experiments_exec import (  # noqa: F401
+    _CLUSTERS,
+    _MAX_POOL_RESTARTS,
+    _POOLS,
+    THREAD_ENV,
+    _env,
+    _execute,
+    _local_client,
+    _n_cores,
+    _watch_parent,
+    run_dask,
+    run_pool,
+    shutdown_pools,
+)
 from .paths import results_dir
 
 logger = logging.getLogger(__name__)
@@ -81,63 +101,9 @@ __all__ = [
     "shutdown_pools",
 ]
 
-THREAD_ENV = {k: "1" for k in (
-    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
-)}
 _OPTIONS: dict[str, Any] = {"n_jobs": 1, "scheduler": None, "retry_failed": False, "progress": True}
 _COLLECTORS: list[list] = []
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_MAX_POOL_RESTARTS = 10
-_POOLS: dict[int, ProcessPoolExecutor] = {}  # reused by later runs: spawning costs seconds
-_CLUSTERS: dict[int, tuple] = {}  # scheduler="local": (LocalCluster, Client) by n_workers
-
-
-def canonical(obj: Any) -> Any:
-    """A JSON-able, deterministic form of a cell parameter, used for the cache key.
-
-    numpy scalars become Python numbers; arrays become ``{"ndarray": dtype, "shape",
-    "sha256"}``; an object with ``digest()`` (a Network) becomes its digest; an object
-    with ``to_dict()`` (a Box) its dict; tuples become lists.
-    """
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        a = np.ascontiguousarray(obj)
-        return {"ndarray": str(a.dtype), "shape": list(a.shape),
-                "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        bad = [k for k in obj if not isinstance(k, str)]
-        if bad:
-            raise ValueError(f"parameter dict keys must be strings, got {bad[0]!r}")
-        return {k: canonical(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [canonical(v) for v in obj]
-    if callable(getattr(obj, "digest", None)):
-        return {type(obj).__name__: obj.digest()}
-    if callable(getattr(obj, "to_dict", None)):
-        return {type(obj).__name__: canonical(obj.to_dict())}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {type(obj).__name__: canonical(dataclasses.asdict(obj))}
-    raise TypeError(f"cannot hash a {type(obj).__name__} cell parameter; pass a cache key, "
-                    "a digest string or plain numbers instead")
-
-
-def _to_json(obj: Any) -> Any:
-    """Cell results to plain JSON types (numpy arrays become lists)."""
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Mapping):
-        return {str(k): _to_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_json(v) for v in obj]
-    return obj
 
 
 def product(**axes: Iterable) -> list[dict]:
@@ -167,68 +133,6 @@ def run_options(**defaults: Any) -> Iterator[list]:
         _OPTIONS.clear()
         _OPTIONS.update(saved)
         _COLLECTORS.remove(collected)
-
-
-def _execute(fn: Callable[..., Mapping], params: dict) -> tuple:
-    """Run one cell (in a worker); never raises for an ordinary exception."""
-    where = f"{socket.gethostname()}:{os.getpid()}"
-    t0 = time.perf_counter()
-    try:
-        out = fn(**params)
-        if not isinstance(out, Mapping):
-            raise TypeError(f"cell function must return a dict, got {type(out).__name__}")
-        out = _to_json(out)
-        json.dumps(out)  # fail here, with a traceback, if the result is not JSON-able
-        return ("ok", out, time.perf_counter() - t0, where)
-    except Exception as exc:  # noqa: BLE001  (recorded, never dropped)
-        err = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
-        return ("error", err, time.perf_counter() - t0, where)
-
-
-def _n_cores() -> int:
-    """Cores this process may use (its CPU affinity where the OS tells)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def _watch_parent(parent: int) -> None:
-    """Pool worker initializer: exit when the driver dies (e.g. SIGKILL), leaving no orphan."""
-    import threading
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="nnmiplib-parent-watch", daemon=True).start()
-
-
-def _atomic_write_json(path: Path, obj: dict) -> None:
-    """Write JSON so that ``path`` is either absent or complete, even if killed midway."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with contextlib.suppress(OSError, AttributeError):
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are readable like any file
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _read_json(path: Path, key: str) -> dict | None:
-    try:
-        with open(path) as f:
-            rec = json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logger.warning("ignoring unreadable cache file %s (%s); recomputing the cell", path, exc)
-        return None
-    return rec if isinstance(rec, dict) and rec.get("key") == key else None
 
 
 class GridError(RuntimeError):
@@ -403,26 +307,11 @@ class Grid:
     def key(self, params: Mapping) -> str:
         """The cache key of one cell: SHA-256 (first 24 hex) of fn, params, extra, version."""
         extra = self.key_extra(params) if callable(self.key_extra) else self.key_extra
-        blob = json.dumps({"fn": self.fn_name, "params": canonical(dict(params)),
-                           "extra": canonical(extra), "version": self.version},
-                          sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def _paths(self, i: int, d: Path | None = None) -> tuple[Path, Path]:
-        d, k = d or self.directory, self.keys[i]
-        return d / f"{k}.json", d / f"{k}.error.json"
+        return cell_key(self.fn_name, params, extra, self.version)
 
     def load(self, retry_failed: bool = False) -> GridResult:
         """Read what the cache holds for this grid, computing nothing."""
-        records, errors = {}, {}
-        d = self.directory
-        for i in range(len(self.cells)):
-            ok_path, err_path = self._paths(i, d)
-            rec = _read_json(ok_path, self.keys[i])
-            if rec is not None:
-                records[i] = rec
-            elif not retry_failed and (err := _read_json(err_path, self.keys[i])) is not None:
-                errors[i] = err
+        records, errors = load_records(self.directory, self.keys, retry_failed)
         return GridResult(self, records, errors, n_cached=len(records))
 
     def status(self) -> dict[str, int]:
@@ -430,30 +319,17 @@ class Grid:
         r = self.load()
         return {"done": r.n_done, "failed": r.n_failed, "todo": len(r.missing)}
 
-    def _clean_tmp(self) -> None:
-        """Remove temporary files left by killed writers (older than a minute)."""
-        for p in self.directory.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                if time.time() - p.stat().st_mtime > 60:
-                    p.unlink()
-
     def _store(self, i: int, outcome: tuple, res: GridResult) -> None:
-        status, payload, seconds, where = outcome
-        ok_path, err_path = self._paths(i)
         extra = self.key_extra(self.cells[i]) if callable(self.key_extra) else self.key_extra
-        rec = {"grid": self.name, "key": self.keys[i], "fn": self.fn_name, "version": self.version,
-               "params": canonical(self.cells[i]), "key_extra": canonical(extra),
-               "seconds": seconds, "worker": where,
-               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        if status == "ok":
-            _atomic_write_json(ok_path, {**rec, "result": payload})
-            with contextlib.suppress(FileNotFoundError):
-                err_path.unlink()
-            res.records[i] = {**rec, "result": payload}
+        rec = write_record(self.directory, self.keys[i], outcome, grid=self.name,
+                           fn=self.fn_name, version=self.version,
+                           params=canonical(self.cells[i]), key_extra=canonical(extra))
+        if outcome[0] == "ok":
+            res.records[i] = rec
             res.errors.pop(i, None)
         else:
-            _atomic_write_json(err_path, {**rec, "error": payload})
-            res.errors[i] = {**rec, "error": payload}
+            res.errors[i] = rec
+            payload = rec["error"]
             logger.warning("grid %s: cell %d %s failed: %s: %s", self.name, i, self.cells[i],
                            payload["type"], payload["message"])
         res.n_computed += 1
@@ -488,7 +364,7 @@ class Grid:
         n_jobs, scheduler = opt(n_jobs, "n_jobs"), opt(scheduler, "scheduler")
         retry_failed, progress = opt(retry_failed, "retry_failed"), opt(progress, "progress")
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._clean_tmp()
+        clean_tmp(self.directory)  # temporary files left by killed writers
         res = self.load(retry_failed=retry_failed)
         todo = res.missing
         if n_jobs is None or n_jobs <= 0:
@@ -507,12 +383,12 @@ class Grid:
             if not todo:
                 pass
             elif scheduler is not None:
-                self._run_dask(todo, scheduler, sink, n_jobs)
+                run_dask(self, todo, scheduler, sink, n_jobs)
             elif n_jobs == 1 or len(todo) == 1:
                 for i in todo:
                     sink(i, _execute(self.fn, self.cells[i]))
             else:
-                self._run_pool(todo, n_jobs, sink, res)
+                res.interrupted = run_pool(self, todo, n_jobs, sink)
         except KeyboardInterrupt:
             res.interrupted = "interrupted"
             raise
@@ -525,156 +401,3 @@ class Grid:
         if raise_on_failure:
             res.raise_for_failures()
         return res
-
-    def _run_pool(self, todo: list[int], n_jobs: int, sink: Callable, res: GridResult) -> None:
-        import multiprocessing
-        import sys
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
-
-        main = sys.modules.get("__main__")
-        if self.fn.__module__ == "__main__" and not getattr(main, "__file__", None):
-            raise ValueError(f"{self.fn_name} is defined in an interactive session, which pool "
-                             "workers cannot import; move it into a module, or use n_jobs=1 "
-                             "or a Dask scheduler")
-        # A worker crash breaks the whole pool. The cells then in flight become suspects
-        # and rerun one at a time in a fresh pool: a cell that kills its worker while
-        # running alone is recorded as failed (WorkerDied); the others just finish.
-        queue, suspects = list(reversed(todo)), []
-        restarts = 0
-        with _env(THREAD_ENV):
-            while queue or suspects:
-                ex = _POOLS.get(n_jobs)
-                if ex is None:
-                    ctx = multiprocessing.get_context("spawn")
-                    ex = _POOLS[n_jobs] = ProcessPoolExecutor(
-                        n_jobs, mp_context=ctx, initializer=_watch_parent, initargs=(os.getpid(),))
-                pending: dict = {}
-                alone = False  # a suspect is running by itself
-                try:
-                    while queue or suspects or pending:
-                        # submit, then dequeue: submit raises if the pool just broke
-                        if suspects and not pending:
-                            f = ex.submit(_execute, self.fn, self.cells[suspects[-1]])
-                            pending[f], alone = suspects.pop(), True
-                        elif not alone:
-                            while queue and len(pending) < 2 * n_jobs:
-                                f = ex.submit(_execute, self.fn, self.cells[queue[-1]])
-                                pending[f] = queue.pop()
-                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in done:
-                            outcome = f.result()  # BrokenProcessPool if a worker died
-                            sink(pending.pop(f), outcome)
-                        alone = alone and bool(pending)
-                except BrokenProcessPool as exc:
-                    restarts += 1
-                    _POOLS.pop(n_jobs, None)
-                    ex.shutdown(wait=True)
-                    if alone and len(pending) == 1:
-                        (i,) = pending.values()
-                        logger.error("grid %s: cell %d %s killed its worker (%s)",
-                                     self.name, i, self.cells[i], exc)
-                        msg = ("the pool worker process died (crash, out of memory or killed) "
-                               "while running this cell alone")
-                        err = {"type": "WorkerDied", "message": msg, "traceback": ""}
-                        sink(i, ("error", err, 0.0, "pool"))
-                    else:
-                        logger.warning("grid %s: a pool worker died (%s); rerunning the %d "
-                                       "cells in flight one at a time", self.name, exc,
-                                       len(pending))
-                        suspects.extend(reversed(list(pending.values())))
-                    if restarts >= _MAX_POOL_RESTARTS:
-                        res.interrupted = f"the worker pool broke {restarts} times; stopped"
-                        return
-                    continue
-                except BaseException:  # Ctrl-C: drop the cells in flight, stop the workers now
-                    _POOLS.pop(n_jobs, None)
-                    for p in list((getattr(ex, "_processes", None) or {}).values()):
-                        p.terminate()
-                    ex.shutdown(wait=False, cancel_futures=True)
-                    raise
-
-    def _run_dask(self, todo: list[int], scheduler: Any, sink: Callable, n_jobs: int) -> None:
-        try:
-            from distributed import Client, as_completed
-        except ImportError as exc:
-            raise ImportError("scheduler= needs dask.distributed: "
-                              "pip install 'nnmiplib[cluster]'") from exc
-        import uuid
-
-        own = isinstance(scheduler, str) and scheduler != "local"
-        if scheduler == "local":
-            client = _local_client(n_jobs)
-        else:
-            client = Client(scheduler) if own else scheduler
-        if not hasattr(client, "submit"):
-            raise ValueError(f"scheduler must be an address like 'tcp://host:8786' or a "
-                             f"dask.distributed.Client, got {scheduler!r}")
-        token = uuid.uuid4().hex[:8]
-        futures = {}
-        try:
-            for i in todo:
-                f = client.submit(_execute, self.fn, self.cells[i], pure=False, retries=0,
-                                  key=f"{self.name}-{self.keys[i]}-{token}")
-                futures[f] = i
-            for f in as_completed(list(futures)):
-                i = futures.pop(f)
-                if f.status == "cancelled":
-                    continue
-                try:
-                    outcome = f.result()
-                except Exception as exc:  # noqa: BLE001  e.g. KilledWorker: the cell crashed workers
-                    outcome = ("error", {"type": type(exc).__name__, "message": str(exc),
-                                         "traceback": traceback.format_exc()}, 0.0, "dask")
-                sink(i, outcome)
-                f.release()
-        except BaseException:
-            client.cancel(list(futures))
-            raise
-        finally:
-            if own:
-                client.close()
-
-
-def shutdown_pools() -> None:
-    """Stop the worker pools kept between runs.
-
-    Workers keep the code and environment they were started with: call this after
-    editing a cell function's module in a long session.
-    """
-    while _POOLS:
-        _, ex = _POOLS.popitem()
-        ex.shutdown(wait=True, cancel_futures=True)
-    while _CLUSTERS:
-        _, (cluster, client) = _CLUSTERS.popitem()
-        client.close()
-        cluster.close()
-
-
-def _local_client(n_workers: int):
-    """A Dask client on a LocalCluster of ``n_workers`` single-thread processes (cached)."""
-    if n_workers not in _CLUSTERS:
-        from distributed import Client, LocalCluster
-
-        dlog = logging.getLogger("distributed")  # its INFO chatter would drown our summaries
-        if dlog.getEffectiveLevel() < logging.WARNING:
-            dlog.setLevel(logging.WARNING)
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.WARNING)
-        _CLUSTERS[n_workers] = (cluster, Client(cluster))
-    return _CLUSTERS[n_workers][1]
-
-
-@contextlib.contextmanager
-def _env(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the block (inherited by processes spawned in it)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
