@@ -69,6 +69,8 @@ def main(argv=None) -> None:
     ap.add_argument("--baseline-sample", type=int, default=6, help="neurons per layer for the rebuild baseline")
     ap.add_argument("--milp-budget", type=float, default=120.0)
     ap.add_argument("--skip-milp", action="store_true")
+    ap.add_argument("--simplex-strategy", type=int, default=None,
+                    help="HiGHS simplex_strategy for the Bounder's LPs (default: the Bounder's own choice)")
     args = ap.parse_args(argv)
     sample = args.sample or None
 
@@ -86,9 +88,11 @@ def main(argv=None) -> None:
     t_crown = time.perf_counter() - t
     init = cheap_bounds(net, dom)
 
-    lp1 = solver_bounds(net, dom, relax=True, initial=init, n_jobs=1, progress=False, max_neurons=sample)
+    opts = {} if args.simplex_strategy is None else {"solver_options": {"simplex_strategy": args.simplex_strategy}}
+    lp1 = solver_bounds(net, dom, relax=True, initial=init, n_jobs=1, progress=False, max_neurons=sample, **opts)
     print(f"LP, 1 process: {lp1.stats['total_time']:.1f} s", flush=True)
-    lpj = solver_bounds(net, dom, relax=True, initial=init, n_jobs=args.jobs, progress=False, max_neurons=sample)
+    lpj = solver_bounds(net, dom, relax=True, initial=init, n_jobs=args.jobs, progress=False, max_neurons=sample,
+                        **opts)
     print(f"LP, {args.jobs} processes: {lpj.stats['total_time']:.1f} s", flush=True)
     worst = max(max(np.abs(a - b).max() for a, b in zip(lp1.upper, lpj.upper)),
                 max(np.abs(a - b).max() for a, b in zip(lp1.lower, lpj.lower)))

@@ -148,3 +148,4 @@ def test_every_finding_is_shown_beside_its_figures(smoke_html):
             m = re.search(re.escape(fid) + r" — [^\n]*?Thesis reported:(.*?)We measured:(.*?)(Verdict:|\n)", text, re.S)
             assert m, f"{stem}: no 'thesis reported / we measured' text for {fid}"
             assert m.group(2).strip(), f"{stem}: empty measurement for {fid}"
+            assert "**" not in m.group(0), f"{stem}: {fid}'s box shows raw Markdown"

@@ -29,7 +29,8 @@ def test_ch02_notebook_smoke(smoke_book):
             name = out.get("metadata", {}).get("scrapbook", {}).get("name")
             if name:
                 glued.add(name)
-                assert any(k.endswith(("image/png", "image/svg+xml")) for k in out.get("data", {})), name
+                kinds = ("text/markdown",) if name.startswith("vs-") else ("image/png", "image/svg+xml")
+                assert any(k.endswith(kinds) for k in out.get("data", {})), name
             assert out.get("output_type") != "error", out
     assert FIGS <= glued, f"missing figures: {sorted(FIGS - glued)}"
     rows = [f for f in verdicts.load_all("smoke") if f.id in {"F2.5", "F2.6", "F2.7", "F2.8"}]
