@@ -134,7 +134,9 @@ def main(argv=None) -> None:
               f"{smi['wall'] if smi else float('nan'):>7.1f} " + " ".join(f"{x:>8.3f}" for x in w)
               + f" {'/'.join(st_(b) for b in (ib, cb, lp1, mi)):>19}", flush=True)
     t1, tj = lp1.stats["total_time"], lpj.stats["total_time"]
-    print(f"\nLP measured: 1 process {t1:.1f} s, {args.jobs} processes {tj:.1f} s (×{t1 / tj:.2f}, incl. worker start-up)")
+    su = lpj.stats.get("startup", 0.0)
+    print(f"\nLP measured: 1 process {t1:.1f} s, {args.jobs} processes {tj:.1f} s (×{t1 / tj:.2f} incl. the "
+          f"{su:.1f} s worker start-up, ×{t1 / max(tj - su, 1e-9):.2f} without)")
     print(f"all LP bounds of the net (extrapolated): rebuild baseline on every neuron {full['base']:.0f} s; Bounder "
           f"{full['lp1']:.0f} s (1 process, ×{full['base'] / full['lp1']:.1f}), {full['lpj']:.0f} s ({args.jobs} "
           f"processes, ×{full['base'] / full['lpj']:.1f})")
