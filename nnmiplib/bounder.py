@@ -187,7 +187,7 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                   per_neuron_time_limit: float | None = None, n_jobs: int = 1, solver: str = "highs",
                   progress: bool = True, time_ratio: float = 2.0, skip_stable: bool = True,
                   mip_gap: float = 1e-6, milp_margin: float = 1e-7, min_solve_time: float | None = None,
-                  chunks_per_job: int = 4, early_stop: bool = True, formulation: str = "triangle",
+                  chunks_per_job: int = 2, early_stop: bool = True, formulation: str = "triangle",
                   max_neurons: int | None = None, solver_options: dict | None = None) -> Bounds:
     """LP (``relax=True``) or MILP bounds of every neuron, Algorithms 1/3 (SPEC §2).
 
