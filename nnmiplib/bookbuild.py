@@ -24,7 +24,7 @@ from .study.common import SCALES, check_scale
 
 log = logging.getLogger(__name__)
 
-__all__ = ["chapters", "execute_chapter", "execute_chapters", "build_html", "copy_book_sources", "main"]
+__all__ = ["build_html", "chapters", "copy_book_sources", "execute_chapter", "execute_chapters", "main"]
 
 BOOK_FILES = ("_config.yml", "_toc.yml")
 
@@ -110,7 +110,7 @@ def copy_book_sources(dest: Path, root: Path | None = None) -> Path:
 
 # sphinx-thebe writes this inline loader config twice per page (a redeclared ``const`` is a
 # JavaScript error) and names a CDN URL; the book never launches thebe, so it goes.
-_THEBE_LINE = re.compile(r"^[ \t]*<script>const THEBE_JS_URL = [^\n]*</script>[ \t]*\n", re.M)
+_THEBE_LINE = re.compile(r"^[ \t]*<script>const THEBE_JS_URL = [^\n]*</script>[ \t]*\n", re.MULTILINE)
 
 
 # Sphinx numbers every figure ("Fig. 3") whatever numfig says under jupyter-book; our

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Box", "box", "unit_box", "linf_ball", "neighbours_box", "neighbour_means"]
+__all__ = ["Box", "box", "linf_ball", "neighbour_means", "neighbours_box", "unit_box"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +90,7 @@ class Box:
         return {"name": self.name, "lo": self.lo.tolist(), "hi": self.hi.tolist(), "meta": self.meta}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Box":
+    def from_dict(cls, d: dict) -> Box:
         return cls(np.asarray(d["lo"]), np.asarray(d["hi"]), d.get("name", "box"), d.get("meta", {}))
 
     def __repr__(self) -> str:

@@ -7,7 +7,7 @@ with the thesis id ("Fig 2.4 — …").
 
 from __future__ import annotations
 
-__all__ = ["style", "show", "PALETTE"]
+__all__ = ["PALETTE", "show", "style"]
 
 PALETTE = {"none": "#4d4d4d", "l1": "#1f77b4", "l2": "#d62728"}
 

@@ -86,7 +86,7 @@ def _attack(prob: Problem, dj: Disjunct, rng, n_samples=256, steps=40, restarts=
     from .attacks import input_gradient
 
     net = prob.net
-    ineq, _, scale = _rows(dj)
+    _, _, scale = _rows(dj)
     width = dj.hi - dj.lo
 
     def viol(Z):
@@ -106,7 +106,7 @@ def _attack(prob: Problem, dj: Disjunct, rng, n_samples=256, steps=40, restarts=
     worst = R.max(axis=1)
     X = Z[np.argsort(worst)[:restarts]].copy()
     for t in range(steps):
-        R, Y = viol(X)
+        R, _ = viol(X)
         k = R.argmax(axis=1)
         sgn = np.where(np.array([o == "==" for o in dj.ops])[k], np.sign(R[np.arange(len(X)), k]), 1.0)
         gy = dj.Cy[k] * (sgn / scale[k])[:, None]

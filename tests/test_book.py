@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import executed
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("book")]
@@ -109,7 +108,7 @@ def test_figures_have_thesis_ids_in_captions(smoke_html):
 
     for page in sorted(smoke_html.glob("book/0[1-8]_*.html")):
         text = page.read_text(encoding="utf-8")
-        captions = re.findall(r'<figcaption>(.*?)</figcaption>', text, flags=re.S)
+        captions = re.findall(r'<figcaption>(.*?)</figcaption>', text, flags=re.DOTALL)
         for cap in captions:
             plain = re.sub(r"<[^>]+>", "", cap).strip()
             assert re.match(r"(Fig|Table)\s?\d", plain) or plain.startswith(("Extra", "Choice")), (
@@ -145,7 +144,7 @@ def test_every_finding_is_shown_beside_its_figures(smoke_html):
         ids = [f for f in THESIS_FINDINGS if re.fullmatch(pat.replace(".", r"\.", 1) + r"\d?", f)]
         assert ids, stem
         for fid in ids:
-            m = re.search(re.escape(fid) + r" — [^\n]*?Thesis reported:(.*?)We measured:(.*?)(Verdict:|\n)", text, re.S)
+            m = re.search(re.escape(fid) + r" — [^\n]*?Thesis reported:(.*?)We measured:(.*?)(Verdict:|\n)", text, re.DOTALL)
             assert m, f"{stem}: no 'thesis reported / we measured' text for {fid}"
             assert m.group(2).strip(), f"{stem}: empty measurement for {fid}"
             assert "**" not in m.group(0), f"{stem}: {fid}'s box shows raw Markdown"

@@ -16,7 +16,6 @@ FIGS = {f"fig-2-{i}" for i in range(4, 16)} | {"fig-2-stable"}
 def test_ch02_notebook_smoke(smoke_book):
     """Executed once for the whole suite by the ``smoke_book`` fixture (tests/conftest.py)."""
     import nbformat
-
     from conftest import executed
 
     from nnmiplib import verdicts

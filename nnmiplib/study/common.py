@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 SCALES = ("smoke", "quick", "paper")
 
-__all__ = ["SCALES", "check_scale", "Preset", "admonition"]
+__all__ = ["SCALES", "Preset", "admonition", "check_scale"]
 
 
 def check_scale(scale: str) -> str:
