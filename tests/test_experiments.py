@@ -173,7 +173,9 @@ def test_killed_or_interrupted_run_resumes(tmp_path, data_dir, n_jobs, sig):
     script = tmp_path / "killgrid.py"
     script.write_text(KILL_SCRIPT)
     log1, log2 = tmp_path / "run1.log", tmp_path / "run2.log"
-    env = {**os.environ, "NNMIPLIB_DATA_DIR": str(data_dir), "CALL_LOG": str(log1)}
+    # 0.4 s cells: after the 5th file at least ~3 s of work remain, so a loaded machine
+    # (the other test worker building the book) still signals a run in progress
+    env = {**os.environ, "NNMIPLIB_DATA_DIR": str(data_dir), "CALL_LOG": str(log1), "CELL_SLEEP": "0.4"}
     gdir = data_dir / "results" / "grids" / "killme"
     p = subprocess.Popen([sys.executable, str(script), str(n_jobs)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
