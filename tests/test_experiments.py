@@ -147,8 +147,11 @@ def test_corrupt_or_foreign_cache_file_is_recomputed():
 
 
 KILL_SCRIPT = """
-import json, os, sys, time
+import json, os, signal, sys, time
 from nnmiplib.experiments import Grid
+
+# Ctrl-C as in a terminal: a test runner may start us with SIGINT ignored (inherited)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def cell(i):
     with open(os.environ["CALL_LOG"], "a") as f:
@@ -173,9 +176,7 @@ def test_killed_or_interrupted_run_resumes(tmp_path, data_dir, n_jobs, sig):
     script = tmp_path / "killgrid.py"
     script.write_text(KILL_SCRIPT)
     log1, log2 = tmp_path / "run1.log", tmp_path / "run2.log"
-    # 0.4 s cells: after the 5th file at least ~3 s of work remain, so a loaded machine
-    # (the other test worker building the book) still signals a run in progress
-    env = {**os.environ, "NNMIPLIB_DATA_DIR": str(data_dir), "CALL_LOG": str(log1), "CELL_SLEEP": "0.4"}
+    env = {**os.environ, "NNMIPLIB_DATA_DIR": str(data_dir), "CALL_LOG": str(log1), "CELL_SLEEP": "0.2"}
     gdir = data_dir / "results" / "grids" / "killme"
     p = subprocess.Popen([sys.executable, str(script), str(n_jobs)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
