@@ -407,11 +407,16 @@ def _train_parallel(todo, scale, seed, epochs, n_jobs, progress) -> None:
     if len(missing) < 2:
         return
     missing.sort(key=lambda t: -size(t[0]))
-    with ProcessPoolExecutor(min(n_jobs, len(missing)), mp_context=mp.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(min(n_jobs, len(missing)), mp_context=mp.get_context("spawn"))
+    try:
         futs = [pool.submit(_zoo_worker, (*t, scale, seed, epochs)) for t in missing]
         for f in tqdm(as_completed(futs), total=len(futs), desc=f"training ({scale}, {n_jobs} processes)",
                       disable=not progress):
             f.result()
+    except BaseException:  # Ctrl-C or a failed net: drop the queue; finished nets are on disk
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _zoo_paths(arch, reg, lam, scale, seed, penalty_scale, epochs) -> tuple[dict, str, Path, Path]:
