@@ -153,9 +153,11 @@ def run_layer_job(job: LayerJob, tasks, progress=None) -> list[tuple]:
     model = be.model
     out = []
     c = np.zeros(model.n_vars)
-    # all maxima, then all minima: consecutive objectives point the same way, so each
-    # warm start begins nearer the next optimum than after the opposite sense
-    for sense, j, hand in [("max", j, hi) for j, _, hi in tasks] + [("min", j, lo) for j, lo, _ in tasks]:
+    if job.relax:  # all maxima, then all minima: each warm start begins nearer the next optimum
+        order = [("max", j, hi) for j, _, hi in tasks] + [("min", j, lo) for j, lo, _ in tasks]
+    else:  # MILP: a neuron's two sides together, so a deadline never cuts one side of many neurons
+        order = [s for j, lo, hi in tasks for s in (("max", j, hi), ("min", j, lo))]
+    for sense, j, hand in order:
         limit = job.t_solve
         if job.deadline is not None:
             left = job.deadline - time.time()
@@ -210,8 +212,8 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
     solver_options : the solver's own parameters for every solve (e.g. HiGHS
         ``{"simplex_strategy": 4}``); see :class:`nnmiplib.solvers.base.Backend`.
     formulation : LP only: "triangle" (default; :func:`nnmiplib.encode.encode_triangle`,
-        the Big-M relaxation projected onto (x, h) — identical optimum, ≈3× faster
-        re-solves) or "bigm" (``encode(relax=True)`` as written in the thesis).
+        the Big-M relaxation without ``z`` and ``hbar`` — identical optimum, ≈3× faster)
+        or "bigm" (``encode(relax=True)`` as written in the thesis).
 
     Returns
     -------
