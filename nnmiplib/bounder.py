@@ -295,6 +295,7 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
             if relax and formulation == "triangle":
                 model, prev = encode_triangle(net, domain, cur, stop_layer=m)
                 oW, ob = net.weights[m][:, model.triangle_keep], net.biases[m]
+                neurons = _similar_order(oW, neurons)  # warm starts gain from similar consecutive objectives
             else:
                 model = encode(net, domain, cur, relax=relax, stop_layer=m)
                 prev, oW, ob = model.nets[0].a[m], np.eye(lower[m].size), np.zeros(lower[m].size)
@@ -302,7 +303,7 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                            solver=solver, relax=relax,
                            t_solve=t_solve, deadline=layer_deadline, mip_gap=mip_gap, milp_margin=milp_margin,
                            early_stop=early_stop, options=dict(solver_options or {}))
-            tasks = [(int(j), float(lower[m][j]), float(upper[m][j])) for j in _similar_order(oW, neurons)]
+            tasks = [(int(j), float(lower[m][j]), float(upper[m][j])) for j in neurons]
             results = _run(job, tasks, pool, n_jobs, chunks_per_job, progress, f"{'LP' if relax else 'MILP'} layer {m}/{L}")
             codes: dict[str, int] = {}
             for j, sense, value, code, dt in results:
