@@ -122,6 +122,50 @@ def test_parallel_equals_serial():
     assert two.stats["n_jobs"] == 2
 
 
+def test_parallel_milp_equals_serial_and_every_solve_runs_once():
+    net = random_net(5, (4, 10, 10, 3))
+    dom = nm.domains.unit_box(4)
+    init = cheap_bounds(net, dom)
+    one = solver_bounds(net, dom, relax=False, initial=init, n_jobs=1, progress=False)
+    three = solver_bounds(net, dom, relax=False, initial=init, n_jobs=3, progress=False)
+    for l in range(net.depth + 1):
+        np.testing.assert_allclose(three.lower[l], one.lower[l], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(three.upper[l], one.upper[l], rtol=0, atol=1e-6)
+    for s1, s3 in zip(one.stats["layers"], three.stats["layers"]):
+        assert s1["solves"] == s3["solves"]
+
+
+@pytest.mark.parametrize("n_seg", [1, 2, 3, 5])
+def test_work_stealing_takes_every_solve_once_in_contiguous_runs(n_seg):
+    import multiprocessing as mp
+
+    from nnmiplib.bounder import _take
+
+    n = 103
+    state = mp.get_context("spawn").Array("q", 2 * n_seg + 1)
+    cuts = np.linspace(0, n, n_seg + 1).round().astype(int)
+    for s in range(n_seg):
+        state[2 * s], state[2 * s + 1] = int(cuts[s]), int(cuts[s + 1])
+    rng = np.random.default_rng(n_seg)
+    taken = {s: [] for s in range(n_seg)}
+    active = list(range(n_seg))
+    speed = rng.uniform(0.2, 1.0, n_seg)  # uneven workers: the fast ones steal
+    while active:
+        s = active[int(rng.choice(len(active), p=speed[active] / speed[active].sum()))]
+        i = _take(state, s, n_seg)
+        if i is None:
+            active.remove(s)
+        else:
+            taken[s].append(i)
+    allt = sorted(i for v in taken.values() for i in v)
+    assert allt == list(range(n))  # each solve exactly once
+    for s, v in taken.items():
+        runs = 1 + sum(1 for a, b in zip(v, v[1:]) if b != a + 1)
+        assert runs <= 1 + 2 * int(np.log2(n) + 1), (s, runs)  # a few contiguous runs, not scattered solves
+    if n_seg > 1:
+        assert max(len(v) for v in taken.values()) > n / n_seg + 1  # the fastest stole work
+
+
 def test_time_limit_is_a_deadline_and_stays_sound():
     net = random_net(11, (6, 30, 30, 30, 4))
     dom = nm.domains.unit_box(6)
