@@ -16,8 +16,9 @@ with one thread) the ordered solves are cut into one contiguous segment per proc
 and a process that runs dry takes the back half of the fullest segment (work
 stealing): every process walks contiguous runs of the order and all end together. Measured
 (``benchmarks/bounds.py``, 200x5 L1 net rounded at ε = 0.01, [0,1]^784, 2 cores):
-every LP bound of the 50-epoch net in 59 s on 2 processes (99 s on 1), 35× a loop that
-rebuilds a HiGHS model per solve; of the 5-epoch net in 128 s (224 s on 1), 18×.
+every LP bound of the 50-epoch net in 43–46 s on 2 processes (84 s on 1: ×1.84–1.96),
+35–37× a loop that rebuilds a HiGHS model per solve; of the 5-epoch net in 98 s (198 s
+on 1: ×2.02), 21×.
 
 Soundness (GUIDE §4)
 --------------------
