@@ -258,3 +258,13 @@ def test_budget_too_small_solves_widest_neurons_first():
     cut = np.char.startswith(b.source[1].astype(str), "fallback-")
     assert cut.sum() >= lay[0]["cut_for_budget"]
     assert_contains(b, net, dom.sample(20_000, 3))
+
+
+@pytest.mark.parametrize("method", ["lp", "milp"])
+def test_bounds_sound_when_the_box_pins_some_inputs(method):
+    net = random_net(21, (6, 10, 10, 3))
+    lo, hi = np.zeros(6), np.ones(6)
+    lo[[0, 3]] = hi[[0, 3]] = [0.4, 0.9]
+    dom = nm.domains.box(lo, hi)
+    b = compute_bounds(net, dom, method, progress=False)
+    assert_contains(b, net, np.vstack([dom.sample(50_000, 2), dom.vertices()]))

@@ -186,3 +186,47 @@ def test_triangle_model_contains_the_network_graph():
         assert np.all(Av >= model.row_lo - 1e-9) and np.all(Av <= model.row_hi + 1e-9)
         assert np.all(v >= model.col_lo - 1e-9) and np.all(v <= model.col_hi + 1e-9)
         np.testing.assert_allclose(W @ v[prev] + net.biases[3], net.preactivations(x)[3], atol=1e-10)
+
+
+@pytest.mark.parametrize("relax", [False, True])
+def test_inputs_fixed_by_the_box_fold_into_the_rows(relax):
+    """Pinned inputs (lo = hi, e.g. the neighbours box's zero pixels) leave the rows; the
+    optimum equals that of the network with those inputs folded into its first bias."""
+    from nnmiplib.encode import encode_triangle
+
+    rng = np.random.default_rng(4)
+    net = nm.Network([rng.normal(size=(7, 6)), rng.normal(size=(5, 7)), rng.normal(size=(3, 5))],
+                     [rng.normal(size=7), rng.normal(size=5), rng.normal(size=3)])
+    lo, hi = np.zeros(6), np.ones(6)
+    pinned = np.array([True, False, True, False, False, True])
+    lo[pinned] = hi[pinned] = [0.0, 0.7, 0.25]
+    dom = nm.domains.box(lo, hi)
+    W0 = net.weights[0]
+    small = nm.Network([W0[:, ~pinned], *net.weights[1:]], [net.biases[0] + W0[:, pinned] @ lo[pinned], *net.biases[1:]])
+    sdom = nm.domains.box(lo[~pinned], hi[~pinned])
+    b, sb = cheap_bounds(net, dom), cheap_bounds(small, sdom)
+    model, smodel = encode(net, dom, b, relax=relax), encode(small, sdom, sb, relax=relax)
+    first = model.A[: net.layer_sizes[1]].tocsc()
+    assert first[:, model.x[pinned]].nnz == 0  # pinned columns are in no row
+    x = dom.sample(200, 1)
+    for xi in x:  # every input of the box satisfies the rows
+        v = model.point(xi)
+        r = model.A @ v
+        assert np.all(r >= model.row_lo - 1e-9) and np.all(r <= model.row_hi + 1e-9)
+    B = get_backend("highs")
+    for k in range(3):
+        for sense in ("max", "min"):
+            model.set_objective({int(model.nets[0].a[-1][k]): 1.0}, sense)
+            smodel.set_objective({int(smodel.nets[0].a[-1][k]): 1.0}, sense)
+            v1, v2 = B(model, threads=1).solve().objective, B(smodel, threads=1).solve().objective
+            assert v1 == pytest.approx(v2, abs=1e-7)
+    # the triangle LP of layer 2 sees the same fold
+    tm, prev = encode_triangle(net, dom, b, stop_layer=2)
+    stm, sprev = encode_triangle(small, sdom, sb, stop_layer=2)
+    c = np.zeros(tm.n_vars)
+    c[prev] = net.weights[2][0, tm.triangle_keep]
+    sc = np.zeros(stm.n_vars)
+    sc[sprev] = small.weights[2][0, stm.triangle_keep]
+    tm.set_objective(c, "max")
+    stm.set_objective(sc, "max")
+    assert B(tm, threads=1).solve().objective == pytest.approx(B(stm, threads=1).solve().objective, abs=1e-7)
