@@ -52,5 +52,10 @@ def test_ch02_preset_and_cells():
         n_main = len(cfg.nets) * len(cfg.eps) * 4
         assert len(cells) == n_main + 2 * len(cfg.tl_nets) * len(cfg.tl_limits)
     assert len(ch2.preset("paper").nets) == 28
+    q = ch2.preset("quick")  # the real architectures, LP/MILP on 8 sampled neurons per layer
+    assert q.train_scale == "quick" and q.max_neurons == 8
+    solver_cells = [c for c in ch2.cells(q) if c["method"] in ("lp", "milp") and c["study"] == "main"]
+    assert solver_cells and all(c["max_neurons"] == 8 for c in solver_cells)
+    assert all("max_neurons" not in c for c in ch2.cells(ch2.preset("paper")))
     with pytest.raises(ValueError, match="unknown scale"):
         ch2.preset("huge")

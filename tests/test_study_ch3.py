@@ -18,6 +18,10 @@ def test_preset_scales_and_errors():
     assert p.digits == tuple(range(10)) and len(q.digits) < 10
     assert any("reference digits" in d for d in q.deviations)
     assert not any("reference digits" in d for d in p.deviations)
+    assert q.net_scale == "smoke" and p.net_scale == "paper"  # quick: same-depth stand-ins (PV closes on them)
+    assert any("stand-in" in d for d in q.deviations) and not any("stand-in" in d for d in p.deviations)
+    g = ch3.grids(ch3.preset("smoke", digits=[5]), form="margin")
+    assert {c["scale"] for c in g["pv"].cells} == {"smoke"}
     assert ch3.preset("smoke", digits=[1], pv_time=3).pv_time == 3.0
     with pytest.raises(ValueError, match="unknown scale"):
         ch3.preset("huge")
