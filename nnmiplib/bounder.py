@@ -246,7 +246,8 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                   progress: bool = True, time_ratio: float = 2.0, skip_stable: bool = True,
                   mip_gap: float = 1e-6, milp_margin: float = 1e-7, min_solve_time: float | None = None,
                   early_stop: bool = True, formulation: str = "triangle",
-                  max_neurons: int | None = None, solver_options: dict | None = None) -> Bounds:
+                  max_neurons: int | None = None, solver_options: dict | None = None,
+                  restrict: list | None = None) -> Bounds:
     """LP (``relax=True``) or MILP bounds of every neuron, Algorithms 1/3 (SPEC §2).
 
     Parameters
@@ -265,6 +266,9 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
         (then it cannot improve it; HiGHS ``objective_target``).
     max_neurons : bound at most this many neurons per layer (evenly spaced among those
         to do; the others keep ``initial``) — for benchmarks and quick looks.
+    restrict : per affine layer, the indices of the only neurons that may be bounded (None
+        in a slot, or ``restrict=None``: every neuron); applied before ``max_neurons`` —
+        e.g. a MILP run limited to the neurons an earlier sampled LP run bounded.
     solver_options : the solver's own parameters for every solve (e.g. HiGHS
         ``{"simplex_strategy": 4}``); see :class:`nnmiplib.solvers.base.Backend`.
     formulation : LP only: "triangle" (default; :func:`nnmiplib.encode.encode_triangle`,
@@ -287,6 +291,8 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
         raise ValueError("initial bounds were computed on another input domain")
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be positive seconds or None, got {time_limit!r}")
+    if restrict is not None and len(restrict) != net.depth + 1:
+        raise ValueError(f"restrict needs one entry per affine layer ({net.depth + 1}), got {len(restrict)}")
     n_jobs = max(1, int(n_jobs))
     if formulation not in ("triangle", "bigm"):
         raise ValueError(f"formulation must be 'triangle' or 'bigm', got {formulation!r}")
@@ -307,6 +313,8 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
     def todo(m: int) -> np.ndarray:
         idx = np.arange(lower[m].size) if (m == L or not skip_stable) else \
             np.flatnonzero((lower[m] < 0) & (upper[m] > 0))
+        if restrict is not None and restrict[m] is not None:
+            idx = np.intersect1d(idx, np.asarray(restrict[m], dtype=np.int64))
         if max_neurons is not None and idx.size > max_neurons:
             idx = idx[np.linspace(0, idx.size - 1, int(max_neurons)).round().astype(int)]
         return idx

@@ -268,3 +268,17 @@ def test_bounds_sound_when_the_box_pins_some_inputs(method):
     dom = nm.domains.box(lo, hi)
     b = compute_bounds(net, dom, method, progress=False)
     assert_contains(b, net, np.vstack([dom.sample(50_000, 2), dom.vertices()]))
+
+
+def test_restrict_limits_the_solves_to_given_neurons():
+    net = random_net(8, (5, 12, 12, 12, 3))
+    dom = nm.domains.unit_box(5)
+    init = cheap_bounds(net, dom)
+    allowed = [None, np.array([0, 1, 2, 3]), np.array([5]), None]
+    b = solver_bounds(net, dom, relax=True, initial=init, restrict=allowed, progress=False)
+    for l in (1, 2):
+        touched = np.flatnonzero(b.time[l] > 0)
+        assert set(touched) <= set(allowed[l].tolist())
+    assert np.all(b.time[3] > 0)  # None: every logit
+    with pytest.raises(ValueError, match="one entry per affine layer"):
+        solver_bounds(net, dom, relax=True, initial=init, restrict=[None], progress=False)

@@ -59,6 +59,8 @@ LABELS = {"naive": "naive", "lp": "LP", "milp": "MILP", "milp+img": "IP+img", "c
 IMG_TYPES = ("milp+img", "crown+img")
 NEIGHBOURS = {"eps": 0.18, "m": 3, "pad": 2}  # §3.2.1
 REG, LAM = "l1", 2e-4  # §3.2.2
+#: version of the bound computations (MILP seeded with LP since v3); part of every cache key
+BOUNDS_VERSION = "bounds-v3"
 
 _SCALES = {
     "smoke": {"digits": (5, 7), "lp_time": 0.5, "milp_time": 0.5, "img_time": 0.3, "pv_time": 0.3, "form_time": 0.5,
@@ -149,7 +151,8 @@ def _net(arch: str, scale: str, seed: int):
 
 def _bounds_path(digest: str, bound: str, digit, time_limit: float) -> Path:
     where = "unit" if bound not in IMG_TYPES else f"d{digit}"
-    return results_dir() / "ch3-bounds" / f"{digest[:16]}-{bound.replace('+', '_')}-{where}-t{time_limit:g}.npz"
+    return (results_dir() / "ch3-bounds"
+            / f"{digest[:16]}-{bound.replace('+', '_')}-{where}-t{time_limit:g}-{BOUNDS_VERSION}.npz")
 
 
 def _bound_domain(bound: str, x0):
@@ -170,7 +173,16 @@ def bounds_cell(arch: str, scale: str, seed: int, bound: str, digit: int | None,
     import time as _t
 
     t0 = _t.perf_counter()
-    b = compute_bounds(net, dom, method=method, time_limit=time_limit, n_jobs=1, progress=False)
+    if method == "milp" and time_limit:
+        # MILP bounds start from LP bounds on the same box (no budget of their own: a split
+        # budget starves the first layers; their time counts), so they are never looser than
+        # LP even where the MILP budget runs out (Algorithm 3's MILP from crown alone falls
+        # back to crown on every neuron it cannot afford)
+        lp = compute_bounds(net, dom, method="lp", n_jobs=1, progress=False)
+        rest = max(time_limit - (_t.perf_counter() - t0), 0.05 * time_limit)
+        b = compute_bounds(net, dom, method="milp", time_limit=rest, n_jobs=1, progress=False, initial=lp)
+    else:
+        b = compute_bounds(net, dom, method=method, time_limit=time_limit, n_jobs=1, progress=False)
     seconds = _t.perf_counter() - t0
     path = b.save(_bounds_path(net.digest(), bound, digit, time_limit))
     widths = [float(w.mean()) for w in (b.width(l) for l in range(b.n_layers))]
@@ -274,20 +286,20 @@ def grids(cfg: Preset, form: str | None = None) -> dict:
         for bound in BOUND_TYPES:
             for d in (cfg.digits if bound in IMG_TYPES else [None]):
                 bcells.append(dict(arch=arch, **base, bound=bound, digit=d, time_limit=_bound_time(cfg, bound)))
-    out = {"bounds": Grid(f"ch3-bounds-{cfg.scale}", bounds_cell, bcells, key_extra=key)}
+    out = {"bounds": Grid(f"ch3-bounds-{cfg.scale}", bounds_cell, bcells, key_extra=key, version=BOUNDS_VERSION)}
     d0 = cfg.digits[0]
     fcells = [dict(arch=a, **base, bound="lp", digit=d0, form=f, time_limit=cfg.form_time,
                    bound_time=cfg.lp_time) for a in ARCHS for f in ("softmax", "margin")]
     out["formcheck"] = Grid(f"ch3-formcheck-{cfg.scale}", pv_cell, fcells, key_extra=key,
-                            version=cache_version())
+                            version=f"{cache_version()}+{BOUNDS_VERSION}")
     rcells = [dict(arch=a, **base, bound=bt, digit=d, bound_time=_bound_time(cfg, bt), which="runner-up")
               for a in ARCHS for bt in BOUND_TYPES for d in (cfg.digits[:1] if cfg.scale == "smoke" else cfg.digits)]
-    out["relax"] = Grid(f"ch3-relax-{cfg.scale}", relax_cell, rcells, key_extra=key)
+    out["relax"] = Grid(f"ch3-relax-{cfg.scale}", relax_cell, rcells, key_extra=key, version=BOUNDS_VERSION)
     if form is not None:
         pcells = [dict(arch=a, **base, bound=bt, digit=d, form=form, time_limit=cfg.pv_time,
                        bound_time=_bound_time(cfg, bt)) for a in ARCHS for bt in BOUND_TYPES for d in cfg.digits]
         out["pv"] = Grid(f"ch3-pv-{cfg.scale}", pv_cell, pcells, key_extra=key,
-                         version=cache_version())
+                         version=f"{cache_version()}+{BOUNDS_VERSION}")
     return out
 
 
