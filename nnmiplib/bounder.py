@@ -347,7 +347,7 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                 budget = t_solve * np.ceil(est[0] / n_jobs)  # this layer's share of the remaining time
                 layer_deadline = min(deadline, time.time() + budget)
                 if t_solve < min_solve_time:  # cannot afford every neuron: the widest ones first
-                    afford = max(1, int(budget / min_solve_time)) * n_jobs // 2
+                    afford = max(1, int(budget / min_solve_time) * n_jobs // 2)  # neurons (2 solves each)
                     if afford < neurons.size:
                         keep = np.argsort(-(upper[m][neurons] - lower[m][neurons]), kind="stable")[:afford]
                         cut_idx = np.setdiff1d(neurons, neurons[keep])
