@@ -41,7 +41,7 @@ __all__ = [
 ARCHS = ("3000x1", "800x2", "200x5", "100x10")
 CHEAP = ("interval", "crown")
 SOLVED_PREFIXES = ("lp", "milp")  # a side whose source starts so was bounded by the solver (not a fallback)
-VERSION = "ch2-v1"
+VERSION = "ch2-v2"  # v2: sampled MILP seeded by LP, Bounder affordable-count fix
 
 
 def preset(scale: str = "quick", *, n_jobs: int = 1, seed: int = 0, solver: str = "highs",
