@@ -160,7 +160,7 @@ def test_work_stealing_takes_every_solve_once_in_contiguous_runs(n_seg):
     allt = sorted(i for v in taken.values() for i in v)
     assert allt == list(range(n))  # each solve exactly once
     for s, v in taken.items():
-        runs = 1 + sum(1 for a, b in zip(v, v[1:]) if b != a + 1)
+        runs = 1 + sum(1 for a, b in itertools.pairwise(v) if b != a + 1)
         assert runs <= 1 + 2 * int(np.log2(n) + 1), (s, runs)  # a few contiguous runs, not scattered solves
     if n_seg > 1:
         assert max(len(v) for v in taken.values()) > n / n_seg + 1  # the fastest stole work
