@@ -110,29 +110,20 @@ def test_bounds_contain_samples_and_vertices(relax):
     assert sum(c["unstable"] for c in b.stable_counts()) <= sum(c["unstable"] for c in init.stable_counts())
 
 
-def test_parallel_equals_serial():
-    net = random_net(3, (5, 12, 12, 4))
-    dom = nm.domains.unit_box(5)
+@pytest.mark.parametrize(("relax", "n_jobs", "seed", "sizes", "atol"),
+                         [(True, 2, 3, (5, 12, 12, 4), 1e-7), (False, 3, 5, (4, 10, 10, 3), 1e-6)])
+def test_parallel_equals_serial_and_every_solve_runs_once(relax, n_jobs, seed, sizes, atol):
+    net = random_net(seed, sizes)
+    dom = nm.domains.unit_box(sizes[0])
     init = cheap_bounds(net, dom)
-    one = solver_bounds(net, dom, relax=True, initial=init, n_jobs=1, progress=False)
-    two = solver_bounds(net, dom, relax=True, initial=init, n_jobs=2, progress=False)
+    one = solver_bounds(net, dom, relax=relax, initial=init, n_jobs=1, progress=False)
+    many = solver_bounds(net, dom, relax=relax, initial=init, n_jobs=n_jobs, progress=False)
     for l in range(net.depth + 1):
-        np.testing.assert_allclose(two.lower[l], one.lower[l], rtol=0, atol=1e-7)
-        np.testing.assert_allclose(two.upper[l], one.upper[l], rtol=0, atol=1e-7)
-    assert two.stats["n_jobs"] == 2
-
-
-def test_parallel_milp_equals_serial_and_every_solve_runs_once():
-    net = random_net(5, (4, 10, 10, 3))
-    dom = nm.domains.unit_box(4)
-    init = cheap_bounds(net, dom)
-    one = solver_bounds(net, dom, relax=False, initial=init, n_jobs=1, progress=False)
-    three = solver_bounds(net, dom, relax=False, initial=init, n_jobs=3, progress=False)
-    for l in range(net.depth + 1):
-        np.testing.assert_allclose(three.lower[l], one.lower[l], rtol=0, atol=1e-6)
-        np.testing.assert_allclose(three.upper[l], one.upper[l], rtol=0, atol=1e-6)
-    for s1, s3 in zip(one.stats["layers"], three.stats["layers"]):
-        assert s1["solves"] == s3["solves"]
+        np.testing.assert_allclose(many.lower[l], one.lower[l], rtol=0, atol=atol)
+        np.testing.assert_allclose(many.upper[l], one.upper[l], rtol=0, atol=atol)
+    assert many.stats["n_jobs"] == n_jobs
+    for s1, sm in zip(one.stats["layers"], many.stats["layers"]):
+        assert s1["solves"] == sm["solves"]
 
 
 @pytest.mark.parametrize("n_seg", [1, 2, 3, 5])
