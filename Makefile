@@ -32,13 +32,13 @@ mnist: $(STAMP)
 	$(BIN)/python -c "from nnmiplib.data import load_mnist; load_mnist()"
 
 book: $(STAMP) mnist
-	$(BIN)/python -m nnmiplib.bookbuild --scale $(SCALE) --n-jobs $(N_JOBS)
+	$(BIN)/python -m nnmiplib.study.book --scale $(SCALE) --n-jobs $(N_JOBS)
 
 chapters: $(STAMP) mnist
-	$(BIN)/python -m nnmiplib.bookbuild --scale $(SCALE) --n-jobs $(N_JOBS) --no-html
+	$(BIN)/python -m nnmiplib.study.book --scale $(SCALE) --n-jobs $(N_JOBS) --no-html
 
 html: $(STAMP)
-	$(BIN)/python -m nnmiplib.bookbuild --no-execute
+	$(BIN)/python -m nnmiplib.study.book --no-execute
 
 test: $(STAMP) browser
 	# two test processes on two cores: one BLAS thread each, so they never oversubscribe

@@ -27,10 +27,10 @@ import time
 import numpy as np
 
 import nnmiplib as nm
-from nnmiplib.bounder import solver_bounds
 from nnmiplib.bounds import cheap_bounds, crown_bounds, interval_bounds
-from nnmiplib.encode import encode
-from nnmiplib.solvers import get_backend, safe_lp_bound
+from nnmiplib.bounds.bounder import solver_bounds
+from nnmiplib.mip.encode import encode
+from nnmiplib.mip.solvers import get_backend, safe_lp_bound
 
 
 def get_net(arch: str, scale: str) -> nm.Network:

@@ -3,12 +3,12 @@
 Subcommands live with the code they drive; this module only collects them:
 
 - ``nnmiplib verify`` / ``nnmiplib supports`` — the VNN-LIB 2.0 verifier interface
-  (:mod:`nnmiplib.cli_verify`);
+  (:mod:`nnmiplib.vnnlib.command`);
 - ``nnmiplib run CHAPTER --scale …`` — compute a chapter's grids into the cache
-  (:mod:`nnmiplib.cli_run`);
+  (:mod:`nnmiplib.study.run`);
 - ``nnmiplib bounds NET.onnx`` — activation bounds of an ONNX network;
 - ``nnmiplib book`` — execute the chapters and build the HTML book
-  (:mod:`nnmiplib.bookbuild`).
+  (:mod:`nnmiplib.study.book`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import importlib
 import logging
 import sys
 
-_SUBCOMMAND_MODULES = ("cli_verify", "cli_run", "bookbuild")
+_SUBCOMMAND_MODULES = ("vnnlib.command", "study.run", "study.book")
 
 
 def _bounds_parser(sub) -> None:

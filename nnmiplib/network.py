@@ -284,16 +284,22 @@ class Network:
     # ------------------------------------------------------------------- ONNX
     @classmethod
     def from_onnx(cls, path, *, name: str | None = None) -> Network:
-        """Read a fully connected ReLU network from an ONNX file (see :mod:`nnmiplib.onnx_io`)."""
-        from .onnx_io import read_onnx
+        """Read a fully connected ReLU network from an ONNX file (see :mod:`nnmiplib.onnx_io`).
 
-        return read_onnx(path, name=name)
+        Raises ``ValueError`` naming the operator and node for graphs that are not a
+        single-input single-output fully connected ReLU network, ``FileNotFoundError`` if
+        ``path`` does not exist.
+        """
+        from .onnx_io import read_graph
 
-    def to_onnx(self, path, *, input_shape=None) -> Path:
-        """Write this network as an ONNX graph of Gemm/Relu nodes."""
-        from .onnx_io import write_onnx
+        weights, biases, _ = read_graph(path)
+        return cls(weights, biases, name=name or Path(path).stem)
 
-        return write_onnx(self, path, input_shape=input_shape)
+    def to_onnx(self, path, *, input_shape=None, dtype: str = "float32", opset: int = 17) -> Path:
+        """Write this network as an ONNX graph of Gemm/Relu nodes (``dtype`` float32 or float64)."""
+        from .onnx_io import write_graph
+
+        return write_graph(self._weights, self._biases, path, input_shape, name=self.name, dtype=dtype, opset=opset)
 
     # -------------------------------------------------------------- save/load
     def save(self, path) -> Path:

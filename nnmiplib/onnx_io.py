@@ -1,4 +1,9 @@
-"""ONNX in and out for fully connected ReLU networks (SPEC §0: N = (W, B)).
+"""ONNX in and out for fully connected ReLU networks (SPEC §0: N = (W, B)), as arrays.
+
+:func:`read_graph` returns the layers ``(weights, biases)`` of a graph and its interface
+(:class:`OnnxInfo`); :func:`write_graph` writes layers as a graph. They work on arrays so
+that :class:`~nnmiplib.Network` (``Network.from_onnx`` / ``Network.to_onnx``) sits above
+this module; :func:`nnmiplib.vnnlib.load_onnx` gives a network and its interface at once.
 
 Reading walks the graph in topological order and keeps the single data-dependent
 tensor as an affine map of the last post-ReLU vector, ``t = A h + c``. Affine operators
@@ -21,9 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .network import Network
-
-__all__ = ["ONNX_OPSET_RANGE", "SUPPORTED_OPS", "OnnxInfo", "load_onnx", "read_onnx", "write_onnx"]
+__all__ = ["ONNX_OPSET_RANGE", "SUPPORTED_OPS", "OnnxInfo", "read_graph", "write_graph"]
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +141,8 @@ def _matmul(node, a, b, dyn_left: bool) -> _Dyn:
     return _Dyn(M @ x.A, M @ x.c, shape)
 
 
-def load_onnx(path, name: str | None = None) -> tuple[Network, OnnxInfo]:
-    """Read an ONNX file into a :class:`Network` and describe its interface.
+def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
+    """Read an ONNX file's layers ``(weights, biases)`` (weights out×in) and describe its interface.
 
     Raises
     ------
@@ -163,7 +166,7 @@ def load_onnx(path, name: str | None = None) -> tuple[Network, OnnxInfo]:
                 model = onnx.load_model_from_string(f.read())
         else:
             model = onnx.load(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- any parse failure becomes one clear ValueError
         raise ValueError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
     g = model.graph
@@ -320,16 +323,12 @@ def load_onnx(path, name: str | None = None) -> tuple[Network, OnnxInfo]:
         output_shape=tuple(out_shape) if int(np.prod(out_shape)) == y.size else y.shape,
         output_dtype=_dtype_name(out.type.tensor_type.elem_type), opset=int(opset), path=str(path),
     )
-    return Network(weights, biases, name=name or path.stem), info
+    return weights, biases, info
 
 
-def read_onnx(path, name: str | None = None) -> Network:
-    """Read a fully connected ReLU network from an ONNX file (see :func:`load_onnx`)."""
-    return load_onnx(path, name=name)[0]
-
-
-def write_onnx(net: Network, path, input_shape=None, *, dtype: str = "float32", opset: int = 17) -> Path:
-    """Write ``net`` as ``Flatten`` (if needed) → ``Gemm``/``Relu`` → ``Gemm``.
+def write_graph(weights, biases, path, input_shape=None, *, name: str | None = None, dtype: str = "float32",
+                opset: int = 17) -> Path:
+    """Write the layers ``(weights, biases)`` as ``Flatten`` (if needed) → ``Gemm``/``Relu`` → ``Gemm``.
 
     Parameters
     ----------
@@ -347,28 +346,29 @@ def write_onnx(net: Network, path, input_shape=None, *, dtype: str = "float32", 
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     np_t = np.float32 if dtype == "float32" else np.float64
     et = TensorProto.FLOAT if dtype == "float32" else TensorProto.DOUBLE
-    input_shape = tuple(input_shape) if input_shape is not None else (1, net.n_inputs)
-    if int(np.prod(input_shape)) != net.n_inputs:
-        raise ValueError(f"input_shape {input_shape} has {int(np.prod(input_shape))} entries; the network takes {net.n_inputs}")
+    n_inputs, n_outputs, depth = int(np.shape(weights[0])[1]), int(np.shape(weights[-1])[0]), len(weights) - 1
+    input_shape = tuple(input_shape) if input_shape is not None else (1, n_inputs)
+    if int(np.prod(input_shape)) != n_inputs:
+        raise ValueError(f"input_shape {input_shape} has {int(np.prod(input_shape))} entries; the network takes {n_inputs}")
     nodes, inits = [], []
     cur = "input"
-    if input_shape != (1, net.n_inputs):
+    if input_shape != (1, n_inputs):
         nodes.append(helper.make_node("Reshape", [cur, "flat_shape"], ["flat"], name="flatten"))
-        inits.append(numpy_helper.from_array(np.array([1, net.n_inputs], dtype=np.int64), "flat_shape"))
+        inits.append(numpy_helper.from_array(np.array([1, n_inputs], dtype=np.int64), "flat_shape"))
         cur = "flat"
-    for l, (W, b) in enumerate(zip(net.weights, net.biases)):
+    for l, (W, b) in enumerate(zip(weights, biases)):
         inits.append(numpy_helper.from_array(np.asarray(W, dtype=np_t), f"W{l}"))
         inits.append(numpy_helper.from_array(np.asarray(b, dtype=np_t), f"b{l}"))
-        last = l == net.depth
+        last = l == depth
         gout = "output" if last else f"a{l}"
         nodes.append(helper.make_node("Gemm", [cur, f"W{l}", f"b{l}"], [gout], name=f"gemm{l}", transB=1))
         if not last:
             nodes.append(helper.make_node("Relu", [gout], [f"h{l}"], name=f"relu{l}"))
             cur = f"h{l}"
     graph = helper.make_graph(
-        nodes, net.name or "network",
+        nodes, name or "network",
         [helper.make_tensor_value_info("input", et, list(input_shape))],
-        [helper.make_tensor_value_info("output", et, [1, net.n_outputs])], initializer=inits,
+        [helper.make_tensor_value_info("output", et, [1, n_outputs])], initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="nnmiplib")
     model.ir_version = min(model.ir_version, 9)

@@ -56,7 +56,7 @@ def read_npz(path, kind: str, fix: str, parse):
     try:
         with np.load(path, allow_pickle=False) as z:
             return parse(json.loads(bytes(z["meta"]).decode()), z)
-    except Exception as exc:  # noqa: BLE001 — zipfile, KeyError, json, ValueError ...
+    except Exception as exc:  # noqa: BLE001 -- zipfile, KeyError, json, ValueError ...
         raise ValueError(f"{path} is not a readable nnmiplib {kind} file ({type(exc).__name__}: {exc}); "
                          f"delete it and {fix}") from None
 

@@ -53,7 +53,7 @@ def _totals(rows: list[dict], **extra) -> dict:
 
 def _check_net(net) -> None:
     if not isinstance(net, Network):
-        raise ValueError(  # noqa: TRY004 - the project's bad-input errors are ValueErrors
+        raise ValueError(
             f"expected an nnmiplib Network, got {type(net).__name__}; wrap your weights with Network(weights, biases)"
         )
 

@@ -17,7 +17,7 @@ def smoke_book(tmp_path_factory) -> Path:
     Tests that use it must be in the ``book`` xdist group so that one worker executes
     the chapters once (``@pytest.mark.xdist_group("book")``).
     """
-    from nnmiplib import bookbuild
+    from nnmiplib.study import book as bookbuild
 
     dest = bookbuild.copy_book_sources(tmp_path_factory.mktemp("smoke-book"), ROOT)
     times = bookbuild.execute_chapters("smoke", dest / "book", root=ROOT)
@@ -27,7 +27,7 @@ def smoke_book(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_html(smoke_book) -> Path:
-    from nnmiplib import bookbuild
+    from nnmiplib.study import book as bookbuild
 
     return bookbuild.build_html(smoke_book, strict=True)
 

@@ -1,4 +1,4 @@
-"""Attacks (nnmiplib.attacks): gradients, objectives, projected gradient on a box."""
+"""Attacks (nnmiplib.queries.attacks): gradients, objectives, projected gradient on a box."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nnmiplib as nm
-from nnmiplib import attacks as atk
+from nnmiplib.queries import attacks as atk
 
 
 def rnet(sizes, seed, scale=2.0):

@@ -19,7 +19,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def test_every_chapter_executes_and_hides_its_parameters(smoke_book):
-    from nnmiplib import bookbuild
+    from nnmiplib.study import book as bookbuild
 
     names = [p.stem for p in bookbuild.chapters()]
     assert names, "no chapter notebooks found in notebooks/"
@@ -38,7 +38,7 @@ def test_toc_lists_every_chapter():
     root = Path(__file__).resolve().parents[1]
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     files = {c["file"] for c in toc["chapters"]}
-    from nnmiplib import bookbuild
+    from nnmiplib.study import book as bookbuild
 
     for nb in bookbuild.chapters():
         assert f"book/{nb.stem}" in files, f"{nb.name} is not in _toc.yml"
@@ -95,7 +95,7 @@ def test_every_page_in_a_headless_browser(served):
             broken = page.evaluate(
                 "Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
             )
-            problems += [f"{rel}: image not loaded: {src}" for src in broken]
+            problems.extend(f"{rel}: image not loaded: {src}" for src in broken)
             if page.locator(".math").count():
                 page.wait_for_selector("mjx-container", timeout=15000)
             page.close()
@@ -133,7 +133,7 @@ def test_every_finding_is_shown_beside_its_figures(smoke_html):
     findings, with the thesis's number, ours and the verdict filled in (glued text)."""
     import re
 
-    from nnmiplib.verdicts import THESIS_FINDINGS
+    from nnmiplib.study.verdicts import THESIS_FINDINGS
 
     pages = {"01_training_and_rounding": "F2.[1-4]", "02_bounds": "F2.[5-8]", "03_verification": "F3.",
              "04_comparator": "F4."}

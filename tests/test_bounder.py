@@ -10,9 +10,9 @@ import pytest
 from scipy.optimize import linprog
 
 import nnmiplib as nm
-from nnmiplib.bounder import solver_bounds, time_split
 from nnmiplib.bounds import cheap_bounds, compute_bounds, interval_bounds
-from nnmiplib.solvers import available
+from nnmiplib.bounds.bounder import solver_bounds, time_split
+from nnmiplib.mip.solvers import available
 
 
 def random_net(seed: int, sizes) -> nm.Network:
@@ -130,7 +130,7 @@ def test_parallel_equals_serial_and_every_solve_runs_once(relax, n_jobs, seed, s
 def test_work_stealing_takes_every_solve_once_in_contiguous_runs(n_seg):
     import multiprocessing as mp
 
-    from nnmiplib.bounder import _take
+    from nnmiplib.bounds.bounder import _take
 
     n = 103
     state = mp.get_context("spawn").Array("q", 2 * n_seg + 1)

@@ -202,7 +202,7 @@ def test_cheap_bounds_contain_exact_extremes(exact_case, method):
         assert np.all(b.lower[l] <= elo[l] + TOL) and np.all(ehi[l] <= b.upper[l] + TOL)
 
 
-# ------------------------------------------------------------------ LP / MILP (nnmiplib.bounder)
+# ------------------------------------------------------------------ LP / MILP (nnmiplib.bounds.bounder)
 def _solver_bounds(net, dom, method, **kw):
     return compute_bounds(net, dom, method=method, time_limit=60, per_neuron_time_limit=10, n_jobs=1,
                           solver="highs", progress=False, **kw)

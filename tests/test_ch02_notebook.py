@@ -18,7 +18,7 @@ def test_ch02_notebook_smoke(smoke_book):
     import nbformat
     from conftest import executed
 
-    from nnmiplib import verdicts
+    from nnmiplib.study import verdicts
 
     src = ROOT / "notebooks" / "02_bounds.ipynb"
     nb = executed(smoke_book, "02_bounds")

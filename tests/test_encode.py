@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 import nnmiplib as nm
 from nnmiplib.bounds import cheap_bounds, interval_bounds
-from nnmiplib.encode import MipModel, encode
-from nnmiplib.solvers import available, get_backend
+from nnmiplib.mip.encode import MipModel, encode
+from nnmiplib.mip.solvers import available, get_backend
 
 BACKENDS = available()
 
@@ -48,7 +48,7 @@ def test_fixed_input_reproduces_forward_pass(solver, seed):
                 c[model.nets[0].a[-1][k]] = 1.0
                 be.set_objective(c, sense)
                 sol = be.solve()
-                assert sol.status is nm.solvers.Status.OPTIMAL
+                assert sol.status is nm.mip.solvers.Status.OPTIMAL
                 assert sol.objective == pytest.approx(want[-1][k], abs=1e-6)
                 for l, cols in enumerate(model.nets[0].a):
                     np.testing.assert_allclose(sol.x[cols], want[l], atol=1e-5)
@@ -131,7 +131,7 @@ def test_model_building_api():
     m.add_rows(sp.csr_matrix(np.array([[1.0, 1.0, 1.0]])), -np.inf, 5.5)
     m.add_rows(np.array([[1.0, -1.0]]), 0.0, 0.0)  # block narrower than n_vars is padded
     m.set_objective({0: 1.0, 1: 1.0, 2: 2.0}, "max")
-    sol = nm.solvers.solve(m)
+    sol = nm.mip.solvers.solve(m)
     assert sol.objective == pytest.approx(8.5)  # y = 3, x0 = x1 = 1.25
     assert m.n_integer == 1 and y[0] == 2 and list(x) == [0, 1]
     with pytest.raises(ValueError, match="objective has"):
@@ -162,8 +162,8 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_import_needs_no_optional_solver():
     code = (
-        "import sys, nnmiplib, nnmiplib.encode, nnmiplib.solvers, nnmiplib.bounder\n"
-        "from nnmiplib.solvers import get_backend; get_backend('highs')\n"
+        "import sys, nnmiplib, nnmiplib.mip.encode, nnmiplib.mip.solvers, nnmiplib.bounds.bounder\n"
+        "from nnmiplib.mip.solvers import get_backend; get_backend('highs')\n"
         "bad = [m for m in ('gurobipy', 'pyscipopt', 'torch', 'onnx', 'dask') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -172,7 +172,7 @@ def test_import_needs_no_optional_solver():
 
 def test_triangle_model_contains_the_network_graph():
     """encode_triangle: every forward pass is a feasible point, and its objective is a[m]."""
-    from nnmiplib.encode import encode_triangle
+    from nnmiplib.mip.encode import encode_triangle
 
     net = random_net(8, sizes=(3, 8, 8, 8, 2))
     dom = nm.domains.unit_box(3)
@@ -192,7 +192,7 @@ def test_triangle_model_contains_the_network_graph():
 def test_inputs_fixed_by_the_box_fold_into_the_rows(relax):
     """Pinned inputs (lo = hi, e.g. the neighbours box's zero pixels) leave the rows; the
     optimum equals that of the network with those inputs folded into its first bias."""
-    from nnmiplib.encode import encode_triangle
+    from nnmiplib.mip.encode import encode_triangle
 
     rng = np.random.default_rng(4)
     net = nm.Network([rng.normal(size=(7, 6)), rng.normal(size=(5, 7)), rng.normal(size=(3, 5))],

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnmiplib import cli_run
 from nnmiplib import experiments as ex
+from nnmiplib.experiments import executors
 from nnmiplib.network import Network
+from nnmiplib.study import run as cli_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -227,7 +228,7 @@ def test_pool_matches_inline_single_thread_workers_and_worker_death():
     assert set(df["omp"]) == {"1"} and set(df["openblas"]) == {"1"}
     assert os.getpid() not in set(df["pid"]) and not set(df["pid"]) <= before  # respawned
     ex.shutdown_pools()
-    assert not ex._POOLS
+    assert not executors._POOLS
 
 
 # ---- Dask ---------------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def test_dask_local_cluster_same_cache(monkeypatch, capsys):
     try:
         cells = [{"x": x} for x in range(5)] + [{"x": 7, "fail": True}]
         r = ex.Grid("dask", square, cells).run(scheduler="local", n_jobs=2, progress=False)
-        client = ex._CLUSTERS[2][1]
+        client = executors._CLUSTERS[2][1]
         workers = client.scheduler_info()["workers"].values()
         assert len(workers) == 2 and all(w["nthreads"] == 1 for w in workers)
         assert r.n_done == 5 and r.n_failed == 1 and r.failed[0]["type"] == "ValueError"
@@ -266,7 +267,7 @@ def test_dask_local_cluster_same_cache(monkeypatch, capsys):
     finally:
         ex.shutdown_pools()
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    assert not ex._CLUSTERS
+    assert not executors._CLUSTERS
     # and an in-process run of the same grids reads the Dask results
     assert ex.Grid("dask", square, cells).load().n_done == 5
     assert ex.Grid("fake-smoke", square, [{"x": x} for x in range(3)]).status()["done"] == 3

@@ -7,10 +7,12 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
+import itertools
+
 from onnx import TensorProto, helper, numpy_helper
 
 from nnmiplib import Network
-from nnmiplib.onnx_io import load_onnx, read_onnx, write_onnx
+from nnmiplib.vnnlib import load_onnx
 
 
 def _ort(path, x, name=None):
@@ -20,7 +22,7 @@ def _ort(path, x, name=None):
 
 def _random_net(sizes, seed=0):
     rng = np.random.default_rng(seed)
-    return Network([rng.normal(size=(o, i)) / np.sqrt(i) for i, o in zip(sizes[:-1], sizes[1:])],
+    return Network([rng.normal(size=(o, i)) / np.sqrt(i) for i, o in itertools.pairwise(sizes)],
                    [rng.normal(size=o) * 0.1 for o in sizes[1:]])
 
 
@@ -55,15 +57,15 @@ def test_torch_export_round_trip_matches_onnxruntime(tmp_path, in_shape):
 def test_network_to_onnx_matches_onnxruntime(tmp_path):
     net = _random_net((6, 10, 10, 4), seed=3)
     x = np.random.default_rng(0).random((8, 6))
-    p32 = write_onnx(net, tmp_path / "n32.onnx")
+    p32 = net.to_onnx(tmp_path / "n32.onnx")
     for xi in x:
         y = _ort(p32, xi[None].astype(np.float32)).ravel()
         assert np.max(np.abs(y - net.forward(xi))) < 1e-5
     p64 = net.to_onnx(tmp_path / "n64.onnx", input_shape=(1, 2, 3))
     with pytest.raises(ValueError, match="dtype"):
-        write_onnx(net, tmp_path / "bad.onnx", dtype="int8")
-    p64 = write_onnx(net, tmp_path / "n64.onnx", input_shape=(1, 2, 3), dtype="float64")
-    back = read_onnx(p64)
+        net.to_onnx(tmp_path / "bad.onnx", dtype="int8")
+    p64 = net.to_onnx(tmp_path / "n64.onnx", input_shape=(1, 2, 3), dtype="float64")
+    back = Network.from_onnx(p64)
     assert back.layer_sizes == net.layer_sizes
     for Wa, Wb in zip(back.weights, net.weights):
         assert np.array_equal(Wa, Wb)  # float64 round trip is exact
@@ -98,20 +100,20 @@ def test_gemm_attributes_matmul_add_mul_and_constants(tmp_path):
     ]
     inits = {"A_T": A.T, "a0": rng.normal(size=4), "B_T": B.T, "b1": rng.normal(size=2), "c": [0.1, 0.2, 0.3]}
     path = _save(tmp_path, nodes, inits)
-    net = read_onnx(path)
+    net = Network.from_onnx(path)
     for x in rng.random((10, 1, 3)).astype(np.float32):
         assert np.max(np.abs(_ort(path, x).ravel() - net.forward(x.ravel().astype(np.float64)))) < 1e-5
     # transA / transB on a column input (3, 1)
     W = rng.normal(size=(2, 3))
     path = _save(tmp_path, [helper.make_node("Gemm", ["x", "W", "b"], ["y"], name="gt", transA=1, transB=1)],
                  {"W": W, "b": [1.0, 2.0]}, in_shape=(3, 1), name="t.onnx")
-    net = read_onnx(path)
+    net = Network.from_onnx(path)
     x = rng.random((3, 1)).astype(np.float32)
     assert np.max(np.abs(_ort(path, x).ravel() - net.forward(x.ravel().astype(np.float64)))) < 1e-5
     path = _save(tmp_path, [helper.make_node("Transpose", ["x"], ["y"], name="tr")], {}, in_shape=(1, 2),
                  name="tr.onnx")
     with pytest.raises(ValueError, match="'tr'.*Transpose"):
-        read_onnx(path)
+        Network.from_onnx(path)
 
 
 def test_column_vector_matmul_with_normalisation(tmp_path):
@@ -139,10 +141,10 @@ def test_unsupported_operator_names_operator_and_node(tmp_path):
              helper.make_node("Sigmoid", ["a"], ["y"], name="squash")]
     path = _save(tmp_path, nodes, {"W": np.ones((2, 3)), "b": np.zeros(2)})
     with pytest.raises(ValueError, match=r"'squash'.*Sigmoid"):
-        read_onnx(path)
+        Network.from_onnx(path)
     bad = tmp_path / "junk.onnx"
     bad.write_bytes(b"not a protobuf at all")
     with pytest.raises(ValueError, match="not a readable ONNX"):
-        read_onnx(bad)
+        Network.from_onnx(bad)
     with pytest.raises(FileNotFoundError):
-        read_onnx(tmp_path / "missing.onnx")
+        Network.from_onnx(tmp_path / "missing.onnx")

@@ -10,7 +10,7 @@ import pytest
 import nnmiplib as nm
 from nnmiplib import queries as Q
 from nnmiplib.bounds import crown_bounds
-from nnmiplib.result import Result
+from nnmiplib.queries import Result, core, pv
 
 
 def rnet(sizes, seed, scale=3.0):
@@ -319,16 +319,16 @@ def test_bad_inputs():
 
 # ------------------------------------------------------------ dual bounds always there
 def test_fill_dual_uses_column_bounds_when_the_solver_gives_none():
-    from nnmiplib.encode import encode
-    from nnmiplib.query_core import fill_dual, interval_objective_bound
+    from nnmiplib.mip.encode import encode
+    from nnmiplib.queries.core import fill_dual, interval_objective_bound
 
     net = rnet([2, 8, 6, 4], 1)
     x0 = np.array([0.3, 0.6])
     b = crown_bounds(net, UNIT)
     c = int(np.argmax(net.forward(x0)))
     model = encode(net, UNIT, b)
-    a = Q._logit_cols(model, 0)
-    v, _ = Q._margin_max_model(model, a, b.lower[-1], b.upper[-1], c)
+    a = core.logit_cols(model, 0)
+    v, _ = pv._margin_max_model(model, a, b.lower[-1], b.upper[-1], c)
     model.set_objective({v: 1.0}, "max")
     ib = interval_objective_bound(model)
     lo, hi = b.lower[-1], b.upper[-1]

@@ -1,4 +1,4 @@
-"""The sound PWL relaxation of softmax objectives (nnmiplib.softmax_pwl)."""
+"""The sound PWL relaxation of softmax objectives (nnmiplib.queries.softmax_pwl)."""
 
 import itertools
 
@@ -8,17 +8,11 @@ from scipy.special import logsumexp
 
 import nnmiplib as nm
 from nnmiplib.bounds import crown_bounds
-from nnmiplib.encode import MipModel
-from nnmiplib.queries import start_violation
-from nnmiplib.result import Result
-from nnmiplib.softmax_pwl import (
-    L1Block,
-    SoftmaxBlock,
-    SoftmaxState,
-    r_range,
-    scip_exact_l1,
-    softmax_l1_query,
-)
+from nnmiplib.mip import MipModel
+from nnmiplib.queries import Result
+from nnmiplib.queries.core import start_violation
+from nnmiplib.queries.softmax import scip_exact_l1, softmax_l1_query
+from nnmiplib.queries.softmax_pwl import L1Block, SoftmaxBlock, SoftmaxState, r_range
 
 
 def rnet(sizes, seed, scale=3.0):
@@ -138,8 +132,8 @@ def test_bad_inputs():
 
 # ------------------------------------------------- logit-difference cuts (S5)–(S7)
 def test_lp_diff_bounds_contain_every_difference_and_beat_the_box():
-    from nnmiplib.softmax_pwl import diff_box
-    from nnmiplib.softmax_query import lp_diff_bounds
+    from nnmiplib.queries.softmax import lp_diff_bounds
+    from nnmiplib.queries.softmax_pwl import diff_box
 
     net = rnet([2, 8, 8, 4], 5)
     dom = nm.domains.unit_box(2)
@@ -157,7 +151,7 @@ def test_lp_diff_bounds_contain_every_difference_and_beat_the_box():
 @pytest.mark.parametrize("seed", range(3))
 def test_difference_cuts_hold_at_every_network_point(seed):
     """(S5) ratio rows and P bounds, (S7) chord/tangent lower bounds: every true point satisfies them."""
-    from nnmiplib.softmax_query import lp_diff_bounds
+    from nnmiplib.queries.softmax import lp_diff_bounds
 
     net = rnet([2, 6, 6, 5], 20 + seed)
     dom = nm.domains.box([0.2, 0.3], [0.5, 0.5])
@@ -213,7 +207,7 @@ def test_pv_softmax_bound_is_informative_on_a_small_ball():
 def test_probability_lower_bounds_no_longer_come_only_from_the_sum():
     """min P_0 over the block alone: the old relaxation (S1)–(S4) gave 0 here (the other nine
     classes' upper bounds sum to > 1); (S5) gives the true minimum 1/(1 + 9e^{-2})."""
-    from nnmiplib.solvers import get_backend
+    from nnmiplib.mip.solvers import get_backend
 
     K = 10
     lo, hi = np.r_[5.0, np.zeros(K - 1)], np.r_[6.0, np.full(K - 1, 3.0)]
@@ -236,7 +230,7 @@ def test_wide_logit_ranges_stay_sound_and_solvable(seed):
     """Logit ranges of width ~60 (crown bounds of a 200x5 MNIST net on a large ball): the
     (S5)–(S8) rows keep coefficients ≤ 1e6 (HiGHS rejected e^{60}-size ones) and every true
     point still satisfies every row."""
-    from nnmiplib.solvers import get_backend
+    from nnmiplib.mip.solvers import get_backend
 
     rng = np.random.default_rng(seed)
     K = 10

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from nnmiplib.encode import MipModel
-from nnmiplib.solvers import (
+from nnmiplib.mip.encode import MipModel
+from nnmiplib.mip.solvers import (
     ModelTooLargeError,
     SolverError,
     Status,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnmiplib import verdicts as V
+from nnmiplib.study import verdicts as V
 
 
 @pytest.fixture(autouse=True)

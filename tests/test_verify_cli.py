@@ -20,11 +20,11 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("vnnlib")
 
+import itertools
+
 from nnmiplib import Network
-from nnmiplib.cli_verify import CAPABILITIES
-from nnmiplib.onnx_io import load_onnx
-from nnmiplib.verify import fp_error_bound, verify
-from nnmiplib.vnnlib_io import parse_query
+from nnmiplib.vnnlib import fp_error_bound, load_onnx, parse_query, verify
+from nnmiplib.vnnlib.command import CAPABILITIES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _net(seed, hidden=(8, 8), n_out=3):
     rng = np.random.default_rng(seed)
     sizes = (2,) + tuple(hidden) + (n_out,)
-    return Network([rng.normal(size=(o, i)) / np.sqrt(i) * 1.5 for i, o in zip(sizes[:-1], sizes[1:])],
+    return Network([rng.normal(size=(o, i)) / np.sqrt(i) * 1.5 for i, o in itertools.pairwise(sizes)],
                    [rng.normal(size=o) * 0.3 for o in sizes[1:]], name=f"n{seed}")
 
 
@@ -169,7 +169,7 @@ def test_fp_error_bound_covers_float32_onnxruntime(tmp_path):
 def _cli(*args, timeout=120):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     p = subprocess.run([sys.executable, "-m", "nnmiplib", *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout, env=env, cwd=ROOT)
+                       timeout=timeout, env=env, cwd=ROOT, check=False)
     return p.returncode, p.stdout, p.stderr
 
 

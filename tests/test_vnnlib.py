@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("vnnlib")
-from nnmiplib.vnnlib_io import parse_query, read_query, translate_v1
+from nnmiplib.vnnlib.query import parse_query, read_query, translate_v1
 
 V2 = """(vnnlib-version <2.0>)
 (declare-network f (declare-input X float32 [1,2]) (declare-output Y float32 [1,3]))
@@ -82,12 +82,12 @@ def test_v1_translation_plain_and_gz(tmp_path):
 
 @pytest.mark.parametrize("text, match", [
     ("(assert (<= X[0] 1.0)", "malformed"),
-    ("(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [2]) (declare-output Y real [1]))\n"
-     "(assert (<= (* X[0] X[1]) 1.0))", "linear"),
-    ("(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [2]) (declare-output Y real [1]))\n"
-     "(assert (<= X[2] 1.0))", "malformed"),
-    ("(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [2]) (declare-hidden H real [2] \"h\")"
-     " (declare-output Y real [1]))\n(assert (<= X[0] 1.0))", "hidden"),
+    (("(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [2]) (declare-output Y real [1]))\n"
+     "(assert (<= (* X[0] X[1]) 1.0))"), "linear"),
+    (("(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [2]) (declare-output Y real [1]))\n"
+     "(assert (<= X[2] 1.0))"), "malformed"),
+    (("(vnnlib-version <2.0>)\n(declare-network f (declare-input X real [2]) (declare-hidden H real [2] \"h\")"
+     " (declare-output Y real [1]))\n(assert (<= X[0] 1.0))"), "hidden"),
     ("(declare-const X_0 Real)\n(declare-const Z_0 Real)\n(assert (<= X_0 1))", "unsupported VNN-LIB 1.0"),
     ("(declare-const X_0 Real)\n(declare-const X_2 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 1))",
      "without gaps"),

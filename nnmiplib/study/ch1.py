@@ -253,7 +253,7 @@ def findings(df, cfg: Preset) -> list:
     """Judge F2.1–F2.4 on the sweep by the explicit rules stated in each Finding."""
     import pandas as pd
 
-    from ..verdicts import Finding
+    from .verdicts import Finding
 
     pp = 100.0
     e04 = 0.04 if 0.04 in cfg.eps_grid else max(e for e in cfg.eps_grid if e <= 0.04)
@@ -404,7 +404,7 @@ def fig_2_2a(df):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..plots import PALETTE
+    from .plots import PALETTE
 
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     pal = {"none": PALETTE["none"], "L1": PALETTE["l1"], "L2": PALETTE["l2"]}
@@ -430,7 +430,7 @@ def fig_2_3(df):
     """Fig 2.3: test accuracy vs ε, one panel per architecture, by regularisation type."""
     import seaborn as sns
 
-    from ..plots import PALETTE
+    from .plots import PALETTE
 
     pal = {"none": PALETTE["none"], "L1": PALETTE["l1"], "L2": PALETTE["l2"]}
     g = sns.relplot(_pct(df), x="eps", y="test accuracy", hue="regularisation", palette=pal, col="arch",
@@ -446,7 +446,7 @@ def fig_sparse_accurate(df, eps: float = 1e-2):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..plots import PALETTE
+    from .plots import PALETTE
 
     pal = {"none": PALETTE["none"], "L1": PALETTE["l1"], "L2": PALETTE["l2"]}
     d = _pct(df[np.isclose(df.eps, eps)])

@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 
-from ..bounds import _side
+from ..bounds import source_side
 from ..paths import results_dir
 from .common import Preset, check_scale
 
@@ -64,39 +64,39 @@ def preset(scale: str = "quick", *, n_jobs: int = 1, seed: int = 0, solver: str 
         eps_d = (0.01, 0.1)
         lp_d, lp_n, milp_d, milp_n = None, 2.0, None, 1.0
         tl_d = (5.0, 15.0, 45.0)
-        dev += ["Nets trained 5 epochs, not 50. Bounding every neuron of the real 784-input architectures by LP "
+        dev += [("Nets trained 5 epochs, not 50. Bounding every neuron of the real 784-input architectures by LP "
                 "and MILP takes tens of minutes per net on this 2-core machine, so at this scale the LP and MILP "
                 "runs bound 8 neurons per layer (evenly spaced among those the crown bounds leave unstable, the "
                 "same neurons in both runs; every logit when there are at most 8); the other neurons keep their "
                 "crown bounds. RO gaps (Figs 2.4–2.7) compare only neurons both runs bounded; LP and MILP times "
                 "(Figs 2.8–2.12) are for those solves, and their stable shares count only what the sampled "
-                "solves proved.",
+                "solves proved."),
                 "Nets: the 4 architectures × {no penalty, L1, L2} at λ = 2·10⁻⁴ (12 of the thesis's 28).",
                 "ε ∈ {0.01, 0.1} instead of {10⁻⁴, 10⁻³, 10⁻², 10⁻¹}.",
-                "LP runs have no total budget (≤ 2 s per solve). Each MILP run starts from its LP run's bounds "
+                ("LP runs have no total budget (≤ 2 s per solve). Each MILP run starts from its LP run's bounds "
                 "and solves the same sampled neurons (those the LP left unstable), ≤ 1 s per solve and no total "
                 "budget: at 1 s most MILPs stop at the root node with their dual bound ('milp-dual'), and one "
                 "that cannot finish its root keeps the LP bound (a 'fallback', left out of the RO gaps). MILP "
-                "times therefore exclude the LP that seeded them.",
-                "Time-limit study (Figs 2.13–2.15): T ∈ {5, 15, 45} s instead of 20–90 min, every neuron of the "
-                "200x5 nets (L1 and L2) eligible, so at the shorter limits most neurons keep a fallback bound."]
+                "times therefore exclude the LP that seeded them."),
+                ("Time-limit study (Figs 2.13–2.15): T ∈ {5, 15, 45} s instead of 20–90 min, every neuron of the "
+                "200x5 nets (L1 and L2) eligible, so at the shorter limits most neurons keep a fallback bound.")]
     else:
         nets = [("200x5", "l1", 2e-4), ("200x5", "l2", 2e-4), ("800x2", "none", 0.0)]
         eps_d = (0.01, 0.1)
         lp_d, lp_n, milp_d, milp_n = None, 0.3, 2.0, 0.5
         tl_d = (1.0, 2.0)
-        dev += ["Smoke: same-depth stand-in nets (800x2 → 32x2, 200x5 → 24x5; 2 epochs on 6 000 images): "
-                "200x5 with L1 and L2, 800x2 without penalty.",
-                "ε ∈ {0.01, 0.1}; LP without total budget (≤ 0.3 s per solve), MILP T = 2 s per run with "
+        dev += [("Smoke: same-depth stand-in nets (800x2 → 32x2, 200x5 → 24x5; 2 epochs on 6 000 images): "
+                "200x5 with L1 and L2, 800x2 without penalty."),
+                ("ε ∈ {0.01, 0.1}; LP without total budget (≤ 0.3 s per solve), MILP T = 2 s per run with "
                 "per-solve limits down to 0.05 s; "
-                "time-limit study T ∈ {1, 2} s.",
+                "time-limit study T ∈ {1, 2} s."),
                 "Numbers at this scale only exercise the code; the verdicts are not evidence."]
-    params = dict(nets=nets, eps=tuple(eps or eps_d), lp_time=lp_time if lp_time is not None else lp_d, lp_neuron=lp_n,
-                  milp_time=milp_time or milp_d, milp_neuron=milp_n,
-                  tl_nets=[("200x5", "l1", 2e-4), ("200x5", "l2", 2e-4)], tl_eps=0.04,
-                  tl_limits=tuple(tl_limits or tl_d), solver=solver, n_jobs=n_jobs, seed=seed,
-                  train_scale=scale, cheap_scale=scale, max_neurons=8 if scale == "quick" else None,
-                  milp_min_solve=0.05 if scale == "smoke" else None)
+    params = {"nets": nets, "eps": tuple(eps or eps_d), "lp_time": lp_time if lp_time is not None else lp_d, "lp_neuron": lp_n,
+                  "milp_time": milp_time or milp_d, "milp_neuron": milp_n,
+                  "tl_nets": [("200x5", "l1", 2e-4), ("200x5", "l2", 2e-4)], "tl_eps": 0.04,
+                  "tl_limits": tuple(tl_limits or tl_d), "solver": solver, "n_jobs": n_jobs, "seed": seed,
+                  "train_scale": scale, "cheap_scale": scale, "max_neurons": 8 if scale == "quick" else None,
+                  "milp_min_solve": 0.05 if scale == "smoke" else None}
     dev.append("Also shown (not in the thesis): interval arithmetic and crown (DeepPoly/CROWN back-substitution) "
                "bounds, and the share of neurons each method proves stable.")
     return Preset(scale, params, dev)
@@ -128,8 +128,8 @@ def get_bounds(arch, reg, lam, train_scale, seed, eps, method, time_limit=None, 
     from ..domains import unit_box
 
     net, rstats = _net(arch, reg, lam, train_scale, seed, eps)
-    params = dict(arch=arch, reg=reg, lam=lam, train_scale=train_scale, seed=seed, eps=eps, method=method,
-                  time_limit=time_limit, neuron_limit=neuron_limit, solver=solver)
+    params = {"arch": arch, "reg": reg, "lam": lam, "train_scale": train_scale, "seed": seed, "eps": eps, "method": method,
+                  "time_limit": time_limit, "neuron_limit": neuron_limit, "solver": solver}
     if min_solve is not None and method == "milp":
         params["min_solve"] = min_solve
     if max_neurons is not None and method in ("lp", "milp"):
@@ -146,7 +146,7 @@ def get_bounds(arch, reg, lam, train_scale, seed, eps, method, time_limit=None, 
         return None, net, rstats
     kw = {}
     if method in ("lp", "milp"):
-        kw = dict(time_limit=time_limit, per_neuron_time_limit=neuron_limit, solver=solver, n_jobs=1, progress=False)
+        kw = {"time_limit": time_limit, "per_neuron_time_limit": neuron_limit, "solver": solver, "n_jobs": 1, "progress": False}
         if min_solve is not None and method == "milp":
             kw["min_solve_time"] = min_solve
         if max_neurons is not None:
@@ -187,8 +187,8 @@ def _solved(code: str) -> bool:
 def cells(cfg: Preset) -> list[dict]:
     """Every run of the chapter: main grid (nets × ε × interval/crown/LP/MILP) and the time-limit study."""
     out = []
-    base = dict(train_scale=cfg.train_scale, seed=cfg.seed, solver=cfg.solver, study="main",
-                min_solve=cfg.milp_min_solve)
+    base = {"train_scale": cfg.train_scale, "seed": cfg.seed, "solver": cfg.solver, "study": "main",
+                "min_solve": cfg.milp_min_solve}
     for arch, reg, lam in cfg.nets:
         for eps in cfg.eps:
             for m in CHEAP:
@@ -291,7 +291,7 @@ def gap_frame(cfg: Preset):
     rows = []
     for arch, reg, lam in cfg.nets:
         for eps in cfg.eps:
-            row = dict(arch=arch, reg=reg, lam=lam, eps=eps)
+            row = {"arch": arch, "reg": reg, "lam": lam, "eps": eps}
             b = _pair(cfg, row)
             if any(v is None for v in b.values()):
                 continue
@@ -315,7 +315,7 @@ def layer_gap_frame(cfg: Preset):
     rows = []
     for arch, reg, lam in cfg.nets:
         for eps in cfg.eps:
-            b = _pair(cfg, dict(arch=arch, reg=reg, lam=lam, eps=eps))
+            b = _pair(cfg, {"arch": arch, "reg": reg, "lam": lam, "eps": eps})
             if any(v is None for v in b.values()):
                 continue
             for m in ("interval", "crown", "lp"):
@@ -323,8 +323,8 @@ def layer_gap_frame(cfg: Preset):
                 for l in range(1, b["milp"].n_layers):
                     mk = _mask(b["lp"], b["milp"], l)
                     if mk.any():
-                        rows.append(dict(arch=arch, reg=reg, eps=eps, method=m, layer=l, last=l == b["milp"].n_layers - 1,
-                                         ro_gap_lower=float(g[l][mk].mean())))
+                        rows.append({"arch": arch, "reg": reg, "eps": eps, "method": m, "layer": l, "last": l == b["milp"].n_layers - 1,
+                                         "ro_gap_lower": float(g[l][mk].mean())})
     return pd.DataFrame(rows)
 
 
@@ -345,7 +345,7 @@ def timelimit_frame(cfg: Preset):
 
     rows = []
     for arch, reg, lam in cfg.tl_nets:
-        row = dict(arch=arch, reg=reg, lam=lam, eps=cfg.tl_eps)
+        row = {"arch": arch, "reg": reg, "lam": lam, "eps": cfg.tl_eps}
         got = {(m, T): _load(cfg, row, m, T)[0] for m in ("lp", "milp") for T in cfg.tl_limits}
         if any(v is None for v in got.values()):
             continue
@@ -353,7 +353,7 @@ def timelimit_frame(cfg: Preset):
         ref_run = got[("milp", max(cfg.tl_limits))]  # the longest MILP run decides which neurons it really bounded
         for side, idx in (("upper (H)", 0), ("lower (H̄)", 1)):
             bm = {k: [v.big_m(l)[idx] for l in range(1, L)] for k, v in got.items()}
-            solved = np.concatenate([np.char.startswith(_side(ref_run.source[l], 1 - idx), "milp")
+            solved = np.concatenate([np.char.startswith(source_side(ref_run.source[l], 1 - idx), "milp")
                                      for l in range(1, L)])
             best = {m: [np.min([bm[(m, T)][i] for T in cfg.tl_limits], axis=0) for i in range(L - 1)]
                     for m in ("lp", "milp")}
@@ -362,10 +362,10 @@ def timelimit_frame(cfg: Preset):
                     num = np.concatenate(vals)
                     den = np.concatenate(ref)
                     k = (den > 1e-6) & (solved if ref_name == "vs_best_milp" else True)
-                    rows.append(dict(arch=arch, reg=reg, method=m, T=T, side=side, ref=ref_name,
-                                     ratio=float(np.mean(num[k] / den[k])) if k.any() else np.nan,
-                                     ratio_max=float(np.max(num[k] / den[k])) if k.any() else np.nan,
-                                     n=int(k.sum()), time=got[(m, T)].total_time))
+                    rows.append({"arch": arch, "reg": reg, "method": m, "T": T, "side": side, "ref": ref_name,
+                                     "ratio": float(np.mean(num[k] / den[k])) if k.any() else np.nan,
+                                     "ratio_max": float(np.max(num[k] / den[k])) if k.any() else np.nan,
+                                     "n": int(k.sum()), "time": got[(m, T)].total_time})
     return pd.DataFrame(rows)
 
 
@@ -396,7 +396,7 @@ def example_table(cfg: Preset, arch: str = "200x5", reg: str = "l1"):
     eps = min(cfg.eps)
     net, _ = _net(arch, reg, lam, cfg.train_scale, cfg.seed, eps)
     got = {m: compute_bounds(net, unit_box(net.n_inputs), method=m) for m in ("naive", "prop22", "interval", "crown")}
-    row = dict(arch=arch, reg=reg, lam=lam, eps=eps)
+    row = {"arch": arch, "reg": reg, "lam": lam, "eps": eps}
     got["lp"] = _load(cfg, row, "lp", cfg.lp_time, cfg.lp_neuron, sample=True)[0]
     got["milp"] = _load(cfg, row, "milp", cfg.milp_time, cfg.milp_neuron, sample=True)[0]
     table = {m: [float(b.width(l).mean()) for l in range(b.n_layers)] for m, b in got.items() if b is not None}

@@ -1,14 +1,14 @@
 """Chapter 2 — figures (Figs 2.4–2.15 and the stable-neuron share) and the verdicts on F2.5–F2.8.
 
 Every function takes the frames of :mod:`nnmiplib.study.ch2` and returns a matplotlib
-figure (the notebook glues it) or a list of :class:`~nnmiplib.verdicts.Finding`.
+figure (the notebook glues it) or a list of :class:`~nnmiplib.study.verdicts.Finding`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..verdicts import Finding
+from .verdicts import Finding
 
 __all__ = [
     "METHOD_ORDER",
@@ -72,7 +72,7 @@ def fig_gap_by_arch(gaps, regularised: bool):
     d = d[(d.reg != "none") if regularised else (d.reg == "none")] if not d.empty else d
     if d.empty:
         return _empty("no runs of this kind at this scale")
-    kw = dict(hue="reg", style="method") if regularised else dict(hue="method")
+    kw = {"hue": "reg", "style": "method"} if regularised else {"hue": "method"}
     g = sns.relplot(data=d, x="eps", y="ro_gap", col="arch", kind="line", marker="o", errorbar=("pi", 100), height=2.8, aspect=1.0,
                     facet_kws={"sharey": False}, **kw)
     g.set(xscale="log", xlabel="ε", ylabel="mean RO gap vs MILP")

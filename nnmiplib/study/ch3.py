@@ -232,8 +232,8 @@ def relax_cell(arch: str, scale: str, seed: int, bound: str, digit: int, bound_t
     """
     import time as _t
 
-    from ..encode import encode
-    from ..solvers import get_backend
+    from ..mip import encode
+    from ..mip.solvers import get_backend
 
     if which not in ("runner-up", "all"):
         raise ValueError(f"which must be 'runner-up' or 'all', got {which!r}")
@@ -534,7 +534,7 @@ def judge(df, bounds_df, form: str, relax_df=None) -> list:
     With ``relax_df`` (the extra root-relaxation grid) the median root-LP bound per bound
     type is quoted beside the gap numbers of F3.1, F3.2 and F3.4 (evidence, not the rule).
     """
-    from ..verdicts import THESIS_FINDINGS, Finding
+    from .verdicts import THESIS_FINDINGS, Finding
 
     extra = ""
     if relax_df is not None and len(relax_df):

@@ -404,6 +404,18 @@ def styled_side_by_side(tid: str, md):
     return side_by_side(tid, md).style.format(na_rep="—", precision=3)
 
 
+def show_case(tid: str, md, seed: int, scale: str):
+    """One of Tables 4.2–4.7: glues its solutions figure (``fig-4-N``) and returns the table beside the thesis's."""
+    from . import plots
+    from .ch3 import placeholder
+
+    a1, a2, dom = CASES[tid]
+    ran = len(md) and ((md.arch1 == a1) & (md.arch2 == a2) & (md.dom == dom)).any()
+    plots.show(f"fig-{tid.replace('.', '-')}", fig_solutions(md, a1, a2, dom, seed) if ran else
+               placeholder(f"not yet run at scale {scale}: {a1} vs {a2} on {dom}"))
+    return styled_side_by_side(tid, md)
+
+
 def counts(tab) -> dict:
     """THESIS-NUMBERS §6 derived counts of one table (thesis's or ours; unverified rows skipped)."""
     t = tab.dropna(subset=["Net 1", "Net 2"])
@@ -511,7 +523,7 @@ def _slope(x, y) -> float:
 
 def judge(md, me, seed: int = 0) -> list:
     """F4.1–F4.8 judged by explicit rules on our maxdiff and mineps results (SPEC §4)."""
-    from ..verdicts import THESIS_FINDINGS, Finding
+    from .verdicts import THESIS_FINDINGS, Finding
 
     def f(fid, ours, verdict, rule):
         claim, thesis = THESIS_FINDINGS[fid]

@@ -1,0 +1,40 @@
+"""Activation bounds of every neuron (thesis chapter 2).
+
+- :class:`Bounds` — signed pre-activation bounds of every layer, with their sources (``base``);
+- :func:`compute_bounds` and the cheap methods: Prop 2.1 (naive), Prop 2.2, interval
+  arithmetic and CROWN back-substitution (``compute``, arrays in ``cheap``);
+- :func:`solver_bounds` — the Bounder (Algorithms 1 and 3): one LP or MILP per neuron,
+  warm-started, over processes with work stealing (``bounder``).
+"""
+
+from .base import Bounds, join_sources, source_side
+from .bounder import safe_lp_bound, solver_bounds, time_split
+from .compute import (
+    METHODS,
+    cheap_bounds,
+    compute_bounds,
+    crown_bounds,
+    interval_bounds,
+    naive_bounds,
+    prop22_bounds,
+    prop22_layer,
+    ro_gap,
+)
+
+__all__ = [
+    "METHODS",
+    "Bounds",
+    "cheap_bounds",
+    "compute_bounds",
+    "crown_bounds",
+    "interval_bounds",
+    "join_sources",
+    "naive_bounds",
+    "prop22_bounds",
+    "prop22_layer",
+    "ro_gap",
+    "safe_lp_bound",
+    "solver_bounds",
+    "source_side",
+    "time_split",
+]

@@ -1,0 +1,168 @@
+"""maxflip (thesis §4): the most neurons whose phase differs between two networks of one architecture.
+
+Common behaviour of every query: see :mod:`nnmiplib.queries`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..domains import Box
+from ..network import Network
+from . import attacks as atk
+from .core import add_rows, check_nets, get_bounds, solve_linear
+from .result import Result, relative_gap
+
+__all__ = ['flip_count', 'maxflip']
+
+
+# ------------------------------------------------------------------------- maxflip
+def _z_or_const(nv, bd, l: int):
+    """Per neuron of hidden layer l: binary column (or -1) and its fixed value when stable."""
+    z = np.asarray(nv.z[l])
+    const = np.where(np.asarray(bd.lower[l]) >= 0, 1.0, 0.0)
+    return z, const
+
+
+def flip_count(net1: Network, net2: Network, x) -> int:
+    """Number of hidden neurons active (a > 0) in exactly one of the two networks at x."""
+    p1, p2 = net1.preactivations(x), net2.preactivations(x)
+    return int(sum(np.sum((p1[l] > 0) != (p2[l] > 0)) for l in range(net1.depth)))
+
+
+def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limit: float | None = 60.0,
+            solver: str = "highs", bounds_method: str = "lp", attack: bool = True, rng=0,
+            n_samples: int = 512) -> Result:
+    r"""maxflip (SPEC §4): the most hidden neurons whose activity differs between two
+    networks of the same architecture on one input.
+
+    .. math::
+        \max_{x\in X} \sum_{l,i} \omega^l_i,\quad \omega \le z_1 + z_2,\;
+        \omega + z_1 + z_2 \le 2,\; \omega\in[0,1]
+
+    Under maximisation ω = z₁ XOR z₂ at an optimum; because the z are binary the
+    right-hand sides are integers, so ω may be continuous (no extra binaries). A stable
+    neuron has a fixed z (1 if its lower bound ≥ 0, else 0): it enters the rows as a
+    constant, and a neuron stable in both networks adds a constant to the objective.
+    The float64 objective counts neurons with (a₁ > 0) ≠ (a₂ > 0); ``verified`` requires
+    it to equal the solver's count (a flip the solver claims at a = 0 exactly does not count).
+    """
+    t0 = time.perf_counter()
+    nets = [net1, net2]
+    check_nets(nets, domain)
+    if net1.layer_sizes != net2.layer_sizes:
+        raise ValueError(f"maxflip compares neurons one to one: architectures differ "
+                         f"({net1.layer_sizes} vs {net2.layer_sizes})")
+    bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+
+    t1 = time.perf_counter()  # the time limit starts after the bounds
+    res = Result("maxflip", "max", solver=solver)
+    res.extra["bounds_time"] = tb
+    model, omegas, const_obj = _flip_model(nets, domain, bds, strict=0.0)
+    ar = None
+    if attack:
+        rng_ = np.random.default_rng(rng)
+        X = np.vstack([domain.center[None, :], domain.sample(n_samples, rng_)])
+        counts = np.array([flip_count(net1, net2, x) for x in X])
+        i = int(np.argmax(counts))
+        ar = atk.AttackResult(X[i].copy(), float(counts[i]), "sampling", len(X))
+
+    def evaluate(x):
+        return float(flip_count(net1, net2, x))
+
+    res = solve_linear(res, nets, domain, model, _flip_fill(model, omegas, bds), None, None, None, time_limit,
+                        solver, attack, rng, t1, evaluate=evaluate, attack_result=ar)
+    left = None if time_limit is None else time_limit - (time.perf_counter() - t1)
+    if (res.dual_bound is not None and (res.objective is None or res.objective < res.dual_bound - 0.5)
+            and (left is None or left > 0.1)):
+        # the solver's optimum sat on a ReLU tie (a = 0 counted as active): re-solve with
+        # "active ⇒ a ≥ 1e-5" so that its point reproduces; keep the first dual bound (valid
+        # for the thesis's model), take the better verified input
+        m2, om2, _ = _flip_model(nets, domain, bds, strict=1e-5)
+        prev = res
+        cand = atk.AttackResult(prev.x, prev.objective or 0.0, prev.incumbent_source or "none", 0)
+        res2 = solve_linear(Result("maxflip", "max", solver=solver), nets, domain, m2, _flip_fill(m2, om2, bds),
+                             None, None, None, time_limit, solver, prev.x is not None, rng, t1, evaluate=evaluate,
+                             attack_result=cand if prev.x is not None else None)
+        prev.extra["strict_dual_bound"] = res2.dual_bound  # valid if "active" means a ≥ 1e-5
+        if res2.x is not None and res2.verified and (prev.objective is None or res2.objective > prev.objective):
+            prev.x, prev.objective, prev.solver_objective = res2.x, res2.objective, res2.solver_objective
+            prev.verified, prev.incumbent_source = True, f"{res2.incumbent_source} (strict re-solve)"
+            prev.nodes += res2.nodes
+            prev.fill_outputs(nets)
+        res = prev
+    if res.dual_bound is not None and res.objective is not None and res.verified:
+        res.gap = relative_gap(res.objective, res.dual_bound)
+        if res.status == "optimal" and res.objective < res.dual_bound - 0.5:
+            res.status = "feasible"
+            res.message += "; the solver's optimum did not reproduce in float64 (ReLU ties)"
+    res.extra["n_hidden"] = int(sum(net1.hidden_sizes))
+    res.extra["stable_constant"] = const_obj
+    res.time = time.perf_counter() - t0
+    return res
+
+
+def _flip_model(nets, domain, bds, strict: float = 0.0):
+    """The maxflip model; ``strict`` > 0 adds a ≥ strict·z − M(1 − z) (active means a ≥ strict)."""
+    from ..mip.encode import encode
+
+    net1 = nets[0]
+    model = encode(nets, domain, bds)
+    const_obj = 0.0
+    rows, rl, rh, omegas = [], [], [], []
+    for l in range(net1.depth):
+        z1, s1 = _z_or_const(model.nets[0], bds[0], l)
+        z2, s2 = _z_or_const(model.nets[1], bds[1], l)
+        free = (z1 >= 0) | (z2 >= 0)
+        const_obj += float(np.sum(~free & (s1 != s2)))
+        idx = np.flatnonzero(free)
+        om = model.add_vars(idx.size, 0.0, 1.0)
+        omegas.append((l, idx, om))
+        for j, o in zip(idx, om):
+            cz, cs = {int(o): 1.0}, 0.0
+            for z, s in ((z1, s1), (z2, s2)):
+                if z[j] >= 0:
+                    cz[int(z[j])] = cz.get(int(z[j]), 0.0) - 1.0
+                else:
+                    cs += s[j]
+            rows.append(cz)  # ω − Σ z_free ≤ Σ z_const
+            rl.append(-np.inf)
+            rh.append(cs)
+            rows.append({k: (1.0 if k == int(o) else -v) for k, v in cz.items()})  # ω + Σ z_free ≤ 2 − Σ z_const
+            rl.append(-np.inf)
+            rh.append(2.0 - cs)
+    if rows:
+        add_rows(model, rows, rl, rh)
+    c = np.zeros(model.n_vars)
+    for _, _, om in omegas:
+        c[om] = 1.0
+    model.set_objective(c, "max", offset=const_obj)
+
+    if strict > 0:
+        srows, slo = [], []
+        for i, nv in enumerate(model.nets):
+            for l in range(net1.depth):
+                z = np.asarray(nv.z[l])
+                for j in np.flatnonzero(z >= 0):
+                    lo = float(bds[i].lower[l][j])
+                    # a ≥ lo + (strict − lo)·z: z = 0 gives the bound, z = 1 gives a ≥ strict
+                    srows.append({int(nv.a[l][j]): 1.0, int(z[j]): -(strict - lo)})
+                    slo.append(lo)
+        if srows:
+            add_rows(model, srows, slo, np.inf)
+    return model, omegas, const_obj
+
+
+def _flip_fill(model, omegas, bds):
+    def fill(vec):
+        for l, idx, om in omegas:
+            zz = []
+            for i, nv in enumerate(model.nets):
+                z = np.asarray(nv.z[l])
+                zv = np.where(z >= 0, vec[np.maximum(z, 0)], np.where(np.asarray(bds[i].lower[l]) >= 0, 1.0, 0.0))
+                zz.append(zv[idx])
+            vec[om] = (zz[0] != zz[1]).astype(float)
+
+    return fill

@@ -1,0 +1,182 @@
+"""mineps (thesis §4): the smallest L∞ perturbation on which a pruned copy disagrees with its original.
+
+Common behaviour of every query: see :mod:`nnmiplib.queries`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..domains import Box, unit_box
+from ..network import Network
+from . import attacks as atk
+from .core import (
+    add_rows,
+    check_nets,
+    get_bounds,
+    logit_cols,
+    lp_objective_bound,
+    solve_linear,
+    widen_dual,
+)
+from .result import DOMAIN_TOL, Result, relative_gap
+
+__all__ = ['mineps']
+
+
+# -------------------------------------------------------------------------- mineps
+def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, domain: Box | None = None,
+           bounds=None, time_limit: float | None = 60.0, solver: str = "highs", bounds_method: str = "lp",
+           keep_margin: float = 1e-6, flip_margin: float = 1e-6, attack: bool = True, rng=0) -> Result:
+    r"""mineps (SPEC §4): the smallest L∞ perturbation of x₀ on which N₁ (original) still
+    answers the label C₀ but N₂ (pruned) answers something else.
+
+    .. math::
+        \min\ \varepsilon\quad\text{s.t.}\quad x \ge x_0 - \varepsilon,\ x \le x_0 + \varepsilon,\
+        x \in X\ (\text{default } [0,1]^n),\\
+        a_{1,C_0} - a_{1,k} \ge m_1\ \forall k\ne C_0 \quad(\text{4.17, typo corrected: net 1 on both sides}),\\
+        a_{2,k} - a_{2,C_0} \ge m_2 - M_k (1 - b_k),\quad \textstyle\sum_{k\ne C_0} b_k \ge 1,\ b_k\in\{0,1\}
+
+    with :math:`M_k = m_2 - (\ell_{2,k} - u_{2,C_0})` from the logit bounds (computed on
+    X, SPEC §6). The thesis's (4.18) also has :math:`a_{2,k} - a_{2,C_0} \le M b_k`; it only
+    forces b_k = 1 where class k already wins and does not change the feasible inputs,
+    so it is left out. Ties are not findings: the model uses m₁ = 2·keep_margin and
+    m₂ = 2·flip_margin, a witness is verified when both margins hold (≥ keep_margin,
+    ≥ flip_margin) in float64 and ‖x − x₀‖∞ ≤ the solver's ε (+ tolerance). ``objective``
+    is ‖x − x₀‖∞ of the witness, ``dual_bound`` a lower bound on ε* (for the m₁, m₂ model).
+    """
+    t0 = time.perf_counter()
+    nets = [original, pruned]
+    x0 = np.asarray(x0, dtype=np.float64).ravel()
+    if domain is None:
+        domain = unit_box(x0.size)
+    check_nets(nets, domain)
+    if original.layer_sizes[0] != x0.size:
+        raise ValueError(f"x0 has {x0.size} entries; the networks take {original.n_inputs}")
+    if not domain.contains(x0, DOMAIN_TOL):
+        raise ValueError("x0 lies outside the input domain; mineps perturbs x0 inside the domain")
+    c0 = int(np.argmax(original.forward(x0)))
+    if label is None:
+        label = c0
+    label = int(label)
+    if not 0 <= label < original.n_outputs or pruned.n_outputs != original.n_outputs:
+        raise ValueError(f"label {label} must be a class of both networks ({original.n_outputs} outputs)")
+    if c0 != label:
+        raise ValueError(f"the original network answers {c0} at x0, not the label {label}; "
+                         "mineps needs N₁(x₀) = C₀ (SPEC §4)")
+    bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+    t1 = time.perf_counter()  # the time limit starts after the bounds
+    from ..mip.encode import encode
+
+    res = Result("mineps", "min", solver=solver, margin=flip_margin)
+    res.extra.update(bounds_time=tb, label=label, keep_margin=keep_margin, flip_margin=flip_margin)
+    model = encode(nets, domain, bds)
+    a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
+    K = a1.size
+    m1, m2 = 2 * keep_margin, 2 * flip_margin
+    emax = float(max(np.max(x0 - domain.lo), np.max(domain.hi - x0), 0.0))
+    eps = int(model.add_vars(1, 0.0, emax)[0])
+    n = x0.size
+    I = sp.identity(n, format="csr")
+    e_col = sp.csr_matrix((np.ones(n), (np.arange(n), np.full(n, eps))), shape=(n, model.n_vars))
+    X = sp.csr_matrix((np.ones(n), (np.arange(n), model.x)), shape=(n, model.n_vars))
+    del I
+    model.add_rows(X + e_col, x0, np.inf)    # x + ε ≥ x0
+    model.add_rows(X - e_col, -np.inf, x0)   # x − ε ≤ x0
+    others = [k for k in range(K) if k != label]
+    rows = [{int(a1[label]): 1.0, int(a1[k]): -1.0} for k in others]
+    add_rows(model, rows, m1, np.inf)
+    b = model.add_vars(len(others), 0.0, 1.0, integer=True)
+    lo2, hi2 = bds[1].lower[-1], bds[1].upper[-1]
+    rows, rl = [], []
+    for bk, k in zip(b, others):
+        M = max(m2 - (lo2[k] - hi2[label]), 0.0)
+        rows.append({int(a2[k]): 1.0, int(a2[label]): -1.0, int(bk): -M})
+        rl.append(m2 - M)
+    rows.append({int(j): 1.0 for j in b})
+    rl.append(1.0)
+    add_rows(model, rows, rl, np.inf)
+    model.set_objective({eps: 1.0}, "min")
+
+    def margins(x):
+        l1, l2 = original.forward(x), pruned.forward(x)
+        return l1[label] - np.max(np.delete(l1, label)), np.max(np.delete(l2, label)) - l2[label]
+
+    def check(x):
+        k1, f2 = margins(x)
+        return k1 >= keep_margin and f2 >= flip_margin
+
+    def fill(vec):
+        x = vec[model.x]
+        vec[eps] = min(float(np.max(np.abs(x - x0))), emax)
+        d = vec[a2] - vec[a2[label]]
+        vec[b] = 0.0
+        vec[b[int(np.argmax(d[others]))]] = 1.0
+
+    def evaluate(x):
+        return float(np.max(np.abs(np.asarray(x) - x0)))
+
+    ar = _mineps_attack(original, pruned, x0, label, domain, m1, m2, rng) if attack else None
+    res = solve_linear(res, nets, domain, model, fill, None, None, check, time_limit, solver, attack, rng, t1,
+                        evaluate=evaluate, attack_result=ar, agree=lambda v, s, tol: v <= s + tol)
+    left = None if time_limit is None else time_limit - (time.perf_counter() - t1)
+    if res.extra.get("dual_source") == "column-bounds" and (left is None or left > 0.1):
+        lb = lp_objective_bound(model, solver, left)  # the LP relaxation beats ε ≥ 0
+        if lb is not None and lb > (res.dual_bound if res.dual_bound is not None else -np.inf):
+            res.dual_bound = widen_dual(lb, "min")
+            res.extra["dual_source"] = "lp-relaxation"
+    if res.dual_bound is not None:
+        res.dual_bound = max(0.0, res.dual_bound)  # ε ≥ 0 anyway
+        if res.objective is not None and res.verified:
+            res.gap = relative_gap(res.objective, res.dual_bound) if res.objective > 0 else abs(res.dual_bound)
+    if res.x is not None:
+        k1, f2 = margins(res.x)
+        res.extra.update(keep=float(k1), flip=float(f2))
+    if ar is not None:
+        res.extra["attack_eps"] = ar.value if ar.x is not None else None
+    res.time = time.perf_counter() - t0
+    return res
+
+
+def _mineps_attack(n1: Network, n2: Network, x0, label, domain: Box, m1, m2, rng, steps: int = 10):
+    """Bisection on ε with PGD on N₂'s margin inside the L∞ ball, keeping N₁'s label."""
+    def feasible(logits):
+        l1, l2 = logits
+        k1 = l1[:, label] - np.max(np.delete(l1, label, axis=1), axis=1)
+        f2 = np.max(np.delete(l2, label, axis=1), axis=1) - l2[:, label]
+        return (k1 >= m1) & (f2 >= m2)
+
+    margin_obj = atk.obj_margin(label)
+
+    def obj(logits):  # N₂'s "other beats label" margin, minus a penalty when N₁ drifts
+        v, g = margin_obj([logits[1]])
+        k1 = logits[0][:, label] - np.max(np.delete(logits[0], label, axis=1), axis=1)
+        pen = np.minimum(k1 - m1, 0.0)
+        _, gk = atk._class_margin(np.asarray(logits[0], float), label)
+        g1 = 10.0 * (k1 < m1)[:, None] * gk
+        return v + 10 * pen, [g1, g[0]]
+
+    def ball(e):
+        lo, hi = np.maximum(domain.lo, x0 - e), np.minimum(domain.hi, x0 + e)
+        return Box(lo, np.maximum(lo, hi))
+
+    best = atk.AttackResult(None, np.inf, "pgd", 0)
+    lo_e, hi_e = 0.0, float(max(np.max(x0 - domain.lo), np.max(domain.hi - x0)))
+    for it in range(steps):
+        e = hi_e if it == 0 else (lo_e + hi_e) / 2
+        r = atk.attack([n1, n2], ball(e), obj, n_samples=64, restarts=4, steps=40, rng=rng, feasible=feasible,
+                       extra=x0)
+        if r.x is not None:
+            ex = float(np.max(np.abs(r.x - x0)))
+            if ex < best.value:
+                best = atk.AttackResult(r.x, ex, f"attack:{r.source}", r.evaluations)
+            hi_e = min(e, ex)
+        elif it == 0:
+            break
+        else:
+            lo_e = e
+    best.source = best.source.replace("attack:", "")
+    return best

@@ -1,0 +1,139 @@
+"""PV (thesis §3): the largest change of a network's output on an input region, :func:`max_output_change`.
+
+Common behaviour of every query: see :mod:`nnmiplib.queries`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..domains import Box
+from ..mip.solvers.base import Solution, Status
+from ..network import Network, softmax
+from . import attacks as atk
+from .core import (
+    add_rows,
+    check_nets,
+    finish_result,
+    get_bounds,
+    logit_cols,
+    run_model,
+    solver_input,
+)
+from .result import Result
+
+__all__ = ['max_output_change']
+
+
+# ------------------------------------------------------------------ (PV), margin form
+def _margin_max_model(model, a_cols: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: int):
+    """v ≤ a_k − a_c + M_k(1 − y_k), Σ y_k = 1 (k ≠ c): max v = max_k a_k − a_c exactly."""
+    K = a_cols.size
+    others = [k for k in range(K) if k != c]
+    v_lo = min(lo[k] - hi[c] for k in others)
+    v_hi = max(hi[k] - lo[c] for k in others)
+    v = int(model.add_vars(1, v_lo, v_hi)[0])
+    y = model.add_vars(len(others), 0.0, 1.0, integer=True)
+    rows, rl, rh = [], [], []
+    for yk, k in zip(y, others):
+        M = max(v_hi - (lo[k] - hi[c]), 0.0)
+        rows.append({v: 1.0, int(a_cols[k]): -1.0, int(a_cols[c]): 1.0, int(yk): M})
+        rl.append(-np.inf)
+        rh.append(M)
+    rows.append({int(j): 1.0 for j in y})
+    rl.append(1.0)
+    rh.append(1.0)
+    add_rows(model, rows, rl, rh)
+
+    def fill(vec):
+        a = vec[a_cols]
+        m = np.array([a[k] - a[c] for k in others])
+        i = int(np.argmax(m))
+        vec[y] = 0.0
+        vec[y[i]] = 1.0
+        vec[v] = m[i]
+
+    return v, fill
+
+
+def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bounds=None,
+                      time_limit: float | None = 60.0, solver: str = "highs", bounds_method: str = "lp",
+                      tol: float = 1e-3, attack: bool = True, rng=0, margin: float = 1e-6,
+                      decide: bool = False) -> Result:
+    r"""Problem (PV), SPEC §3: the largest output change of ``net`` on ``domain``.
+
+    ``form="softmax"``: :math:`\max_{x\in X} \lVert\operatorname{softmax}(a^{L+1}(x)) - y_0\rVert_1`
+    with :math:`y_0 = N(x_0)` (thesis (3.1)), solved with the sound PWL relaxation of
+    :mod:`nnmiplib.queries.softmax_pwl` (the dual bound is the relaxation's; ``tol`` is the
+    absolute gap at which refinement stops).
+    ``form="margin"``: :math:`\max_{x\in X}\max_{k\ne c} a_k(x) - a_c(x)` with ``c`` the
+    class of ``x0`` — the verifiers' linear form; a dual bound < 0 proves that no input of
+    the domain changes the class. ``extra["class_changed"]`` is True when the verified
+    witness has value ≥ ``margin``.
+    ``decide=True`` (margin form) answers the yes/no question instead of the optimum: the
+    search stops as soon as an incumbent reaches ``margin`` (the class changes; the
+    attack's point counts) or the dual bound falls to ``−margin`` (robust, proven), so
+    ``objective`` is then a witness, not the maximum.
+    """
+    t0 = time.perf_counter()
+    check_nets([net], domain)
+    x0 = np.asarray(x0, dtype=np.float64).ravel()
+    if x0.size != net.n_inputs:
+        raise ValueError(f"x0 has {x0.size} entries; the network takes {net.n_inputs}")
+    if form not in ("margin", "softmax"):
+        raise ValueError(f"form must be 'margin' or 'softmax', got {form!r}")
+    bds, tb = get_bounds([net], domain, bounds, bounds_method)
+    t1 = time.perf_counter()  # the time limit starts after the bounds
+    deadline = None if time_limit is None else t1 + time_limit
+    c = int(np.argmax(net.forward(x0)))
+    if form == "softmax":
+        from .softmax import softmax_l1_query
+
+        y0 = softmax(net.forward(x0))
+        res = softmax_l1_query([net], domain, bds, y0=y0, time_limit=time_limit, solver=solver, tol=tol,
+                               attack=attack, rng=rng, query="pv-softmax", t_start=t1)
+        res.extra.update(bounds_time=tb, reference_class=c)
+        res.time = time.perf_counter() - t0
+        return res
+    from ..mip.encode import encode
+
+    res = Result("pv-margin", "max", solver=solver, margin=margin)
+    res.extra.update(bounds_time=tb, reference_class=c)
+    obj = atk.obj_margin(c)
+    cands = []
+    model = encode(net, domain, bds[0])
+    a = logit_cols(model, 0)
+    v, fill = _margin_max_model(model, a, bds[0].lower[-1], bds[0].upper[-1], c)
+    model.set_objective({v: 1.0}, "max")
+    start = None
+    if attack:
+        ar = atk.attack([net], domain, obj, rng=rng, extra=x0 if domain.contains(x0) else None)
+        if ar.x is not None:
+            cands.append((ar.x, f"attack:{ar.source}", False))
+            start = model.point(ar.x)
+            fill(start)
+    if decide and start is not None and start[v] >= margin:  # the attack already changed the class
+        sol = Solution(Status.INTERRUPTED, message="decided by the attack")
+    else:
+        stops = {"objective_target": margin, "dual_stop": -margin} if decide else {}
+        sol = run_model(model, solver, None if deadline is None else deadline - time.perf_counter(), start, **stops)
+    if sol.x is not None:
+        cands.insert(0, (solver_input(model, sol.x, domain), "solver", True))
+
+    def evaluate(x):
+        return float(obj([net.forward(x)[None, :]])[0][0])
+
+    def model_value(x, from_solver):
+        if from_solver and sol.x is not None:
+            return float(sol.x[v])
+        p = model.point(x)
+        fill(p)
+        return float(p[v])
+
+    res = finish_result(res, [net], domain, evaluate=evaluate, check=None, cands=cands, sol=sol,
+                  model_value=model_value, t0=t0, model=model, deadline=deadline)
+    res.extra["class_changed"] = bool(res.verified and res.objective is not None and res.objective >= margin)
+    res.extra["robust_proven"] = bool(res.dual_bound is not None and res.dual_bound < 0)
+    return res

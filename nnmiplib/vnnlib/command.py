@@ -1,0 +1,249 @@
+"""``nnmiplib verify`` and ``nnmiplib supports``: the VNN-LIB 2.0 solver interface (standard ch. 5).
+
+``verify QUERY --network NAME=FILE.onnx [--network …] [--timeout S] [--serialise-assignments DIR]``
+prints exactly one result word on the first stdout line (``sat``, ``unsat``, ``unknown``,
+``timed-out``); after ``sat`` the assignment follows in the command-line format of
+§5.3.1 (``NAME TYPE [dims]`` then one value a line, row-major, variables in declaration
+order), or is written as ONNX ``TensorProto`` files ``DIR/NAME.pb``. Everything else
+goes to stderr: while the verifier runs, file descriptor 1 is redirected to stderr so
+that solver banners cannot reach stdout, and results are written to the saved
+descriptor. A watchdog thread prints ``timed-out`` and ends the process at ~90 % of
+``--timeout`` if a solve overruns its own limit.
+
+Exit status: 0 with a result word; 1 for an unreadable or unsupported query/network
+(message on stderr); 2 for bad options (argparse usage errors, malformed ``--network``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["CAPABILITIES", "add_parser", "format_assignment", "supports_main", "verify_main"]
+
+log = logging.getLogger(__name__)
+
+
+def _capabilities() -> dict[str, list[str]]:
+    from ..onnx_io import ONNX_OPSET_RANGE, SUPPORTED_OPS
+
+    return {
+        "--onnx-opset-versions": [str(ONNX_OPSET_RANGE[0]), str(ONNX_OPSET_RANGE[1])],
+        "--onnx-element-types": ["float32", "float64", "real"],
+        "--onnx-operators": list(SUPPORTED_OPS),
+        "--onnx-operators-unsat-proofs": [],
+        "--vnnlib-versions": ["1.0", "2.0"],
+        "--hidden-node-theories": ["NH"],
+        "--multiple-input-output-theories": ["SIO"],
+        "--multiple-network-theories": ["SNET", "MENET", "MINET", "MNET"],
+        "--multiple-node-comparison-theories": ["SNC", "MNC"],
+        "--arithmetic-complexity-theories": ["BND", "OUTC", "LIN"],
+        "--optimised-disjunctive-reasoning": ["false"],
+        "--serialise-assignments": ["true"],
+        "--unsat-proofs": ["false"],
+    }
+
+
+CAPABILITIES = (
+    "--onnx-opset-versions", "--onnx-element-types", "--onnx-operators", "--onnx-operators-unsat-proofs",
+    "--vnnlib-versions", "--hidden-node-theories", "--multiple-input-output-theories",
+    "--multiple-network-theories", "--multiple-node-comparison-theories", "--arithmetic-complexity-theories",
+    "--optimised-disjunctive-reasoning", "--serialise-assignments", "--unsat-proofs",
+)
+
+
+def _network_arg(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE.onnx, got {text!r}")
+    return name, path
+
+
+def _timeout_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"timeout must be a number of seconds, got {text!r}") from None
+    if not v > 0 or not np.isfinite(v):
+        raise argparse.ArgumentTypeError(f"timeout must be positive, got {text!r}")
+    return v
+
+
+def add_parser(subparsers) -> None:
+    """Register ``verify`` and ``supports`` on the ``nnmiplib`` command line."""
+    p = subparsers.add_parser("verify", help="decide a VNN-LIB query (VNN-LIB 2.0 standard, chapter 5)")
+    p.add_argument("query", help="VNN-LIB 2.0 or 1.0 query (.vnnlib, .vnnlib.gz)")
+    p.add_argument("--network", action="append", type=_network_arg, default=[], metavar="NAME=FILE",
+                   help="ONNX file of a declared network (repeat for several networks)")
+    p.add_argument("--timeout", type=_timeout_arg, default=None, help="seconds (answer by ~90%% of it)")
+    p.add_argument("--serialise-assignments", "--serialize-assignments", dest="serialise", metavar="DIR",
+                   help="write a satisfying assignment as DIR/NAME.pb TensorProto files")
+    p.add_argument("--solver", default="highs", help="MILP backend (non-standard option)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks (non-standard option)")
+    p.set_defaults(func=verify_main)
+    s = subparsers.add_parser("supports", help="report capabilities (VNN-LIB 2.0 standard, section 5.4)")
+    g = s.add_mutually_exclusive_group(required=True)
+    for flag in CAPABILITIES:
+        g.add_argument(flag, dest="capability", action="store_const", const=flag)
+    s.set_defaults(func=supports_main)
+
+
+def supports_main(args) -> int:
+    lines = _capabilities()[args.capability]
+    sys.stdout.write("".join(f"{line}\n" for line in lines))
+    sys.stdout.flush()
+    return 0
+
+
+def _fmt(v: float, dtype: str) -> str:
+    if dtype == "float32":
+        return repr(float(np.float32(v)))
+    return repr(float(v))
+
+
+def format_assignment(query, values: dict[str, np.ndarray]) -> str:
+    """§5.3.1 command-line format: ``NAME TYPE [d1,d2]`` then one value a line, row-major."""
+    out = []
+    for var in query.variables:
+        out.append(f"{var.name} {var.dtype} [{','.join(map(str, var.shape))}]")
+        out.extend(_fmt(x, var.dtype) for x in np.asarray(values[var.name], dtype=np.float64).ravel())
+    return "\n".join(out) + "\n"
+
+
+def write_assignment(query, values: dict[str, np.ndarray], folder) -> Path:
+    """Serialised format: one ONNX TensorProto per declared variable, ``folder/NAME.pb``."""
+    from onnx import numpy_helper
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for var in query.variables:
+        dt = np.float32 if var.dtype == "float32" else np.float64
+        arr = np.asarray(values[var.name], dtype=dt).reshape(var.shape)
+        (folder / f"{var.name}.pb").write_bytes(numpy_helper.from_array(arr, name=var.name).SerializeToString())
+    return folder
+
+
+class _Out:
+    """The real stdout (saved fd) written once under a lock; the watchdog shares it."""
+
+    def __init__(self, fd: int):
+        self.fd, self.lock, self.done = fd, threading.Lock(), False
+
+    def emit(self, text: str) -> bool:
+        with self.lock:
+            if self.done:
+                return False
+            data = text.encode()
+            while data:
+                n = os.write(self.fd, data)
+                data = data[n:]
+            self.done = True
+            return True
+
+
+def _elapsed_since_start() -> float:
+    """Seconds since this process started (Linux /proc), 0 where unknown."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def verify_main(args) -> int:
+    from .engine import verify
+    from .problem import load_onnx
+    from .query import read_query
+
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)  # solver banners and stray prints go to stderr
+    except OSError:
+        saved = None
+    out = _Out(saved if saved is not None else 1)
+    timer = None
+    try:
+        names = [n for n, _ in args.network]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            print(f"error: --network given twice for {sorted(dup)}", file=sys.stderr)
+            return 2
+        try:
+            query = read_query(args.query)
+            declared = [n.name for n in query.networks]
+            needed = [n.name for n in query.networks if not n.equal_to]
+            if query.version == "1.0":
+                if len(args.network) != 1:
+                    raise ValueError(f"a VNN-LIB 1.0 query needs exactly one --network, got {len(args.network)}")
+                mapping = {"N": args.network[0][1]}
+            else:
+                mapping = dict(args.network)
+                unknown = [n for n in mapping if n not in declared]
+                if unknown:
+                    raise ValueError(f"--network {unknown[0]}=…: the query declares no network of that name "
+                                     f"(declared: {', '.join(declared)})")
+                not_needed = [n for n in mapping if n not in needed]
+                if not_needed:
+                    raise ValueError(f"network {not_needed[0]!r} is declared equal-to another network; "
+                                     "give no --network for it")
+                missing = [n for n in needed if n not in mapping]
+                if missing:
+                    raise ValueError(f"no --network given for declared network(s) {', '.join(missing)}")
+            loaded = {name: load_onnx(path, name=name) for name, path in mapping.items()}
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        standalone = getattr(args, "standalone", True)
+        spent = _elapsed_since_start() if standalone else 0.0
+        if args.timeout is not None:
+            def fire():
+                if out.emit("timed-out\n"):
+                    sys.stderr.flush()
+                    if standalone:  # in-process callers keep their process; the budget stops the search
+                        os._exit(0)
+
+            at = max(0.9 * args.timeout, args.timeout - 5.0) if args.timeout > 10 else 0.9 * args.timeout
+            timer = threading.Timer(max(0.0, at - spent), fire)
+            timer.daemon = True
+            timer.start()
+        budget = None if args.timeout is None else max(0.0, (0.8 if args.timeout > 10 else 0.75) * args.timeout
+                                                         - spent)
+        try:
+            res = verify(query, loaded, timeout=budget, solver=args.solver, seed=args.seed)
+        except ValueError as exc:  # a query/network combination the models cannot serve
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # noqa: BLE001 -- an internal failure proves nothing: answer unknown
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            print(f"error: verification failed ({type(exc).__name__}: {exc}); answering unknown", file=sys.stderr)
+            out.emit("unknown\n")
+            return 0
+        for line in res.log:
+            log.info("%s", line)
+        text = res.status + "\n"
+        if res.status == "sat":
+            if args.serialise:
+                write_assignment(query, res.values, args.serialise)
+            else:
+                text += format_assignment(query, res.values)
+        out.emit(text)
+        return 0
+    finally:
+        if timer is not None:
+            timer.cancel()
+        sys.stdout.flush()
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)

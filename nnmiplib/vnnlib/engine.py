@@ -1,0 +1,320 @@
+"""The staged verification engine: :func:`verify` decides a :class:`~nnmiplib.vnnlib.problem.Problem`.
+
+Per disjunct, cheapest first: empty box → cheap bounds (naive ∩ interval ∩ CROWN, plus
+CROWN on the network whose last layer is replaced by the constraint rows) → attacks
+(sampling, signed-gradient descent on the largest normalised violation) → LP relaxation
+→ LP bound tightening (Algorithm 3, above :data:`TIGHTEN_ABOVE` unstable neurons) → MILP
+(thesis model 1.1–1.8) maximising the common slack ``t`` of the normalised rows. The
+floating-point margins and the witness check come from :mod:`nnmiplib.vnnlib.witness`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..network import Network
+from ..onnx_io import OnnxInfo
+from .problem import Disjunct, Problem, build_problem
+from .query import Query
+from .witness import check_witness, fp_error_bound
+
+__all__ = ["TIGHTEN_ABOVE", "VerifyResult", "verify"]
+
+#: LP bound tightening (Algorithm 3) runs before a MILP only above this many unstable neurons.
+TIGHTEN_ABOVE = 100
+
+
+@dataclass
+class VerifyResult:
+    """Outcome of :func:`verify`: ``status`` is sat | unsat | unknown | timed-out."""
+
+    status: str
+    values: dict[str, np.ndarray] | None = None   # sat: every declared variable, as checked
+    time: float = 0.0
+    log: list[str] = field(default_factory=list)
+    problem: Problem | None = None
+
+
+class _Deadline:
+    def __init__(self, seconds: float | None):
+        import time
+
+        self._t = time.perf_counter
+        self.end = None if seconds is None else self._t() + seconds
+
+    def left(self) -> float:
+        return np.inf if self.end is None else self.end - self._t()
+
+    def over(self) -> bool:
+        return self.left() <= 0
+
+
+def _rows(dj: Disjunct):
+    """Inequality rows normalised to max |coefficient| 1; equalities kept apart."""
+    ineq = [i for i, o in enumerate(dj.ops) if o != "=="]
+    eq = [i for i, o in enumerate(dj.ops) if o == "=="]
+    scale = np.maximum(np.abs(np.hstack([dj.Cz, dj.Cy])).max(axis=1, initial=0.0), 1e-300) if dj.ops else np.ones(0)
+    return ineq, eq, scale
+
+
+def _min_max_rows(dj: Disjunct, net: Network, bounds_spec, ylo, yhi):
+    """Lower/upper bounds of every row Cz z + Cy y over the box (crown on the spec layer)."""
+    zlo = np.minimum(dj.Cz * dj.lo, dj.Cz * dj.hi).sum(axis=1)
+    zhi = np.maximum(dj.Cz * dj.lo, dj.Cz * dj.hi).sum(axis=1)
+    iy_lo = np.minimum(dj.Cy * ylo, dj.Cy * yhi).sum(axis=1)
+    iy_hi = np.maximum(dj.Cy * ylo, dj.Cy * yhi).sum(axis=1)
+    if bounds_spec is not None:
+        iy_lo = np.maximum(iy_lo, bounds_spec.lower[-1])
+        iy_hi = np.minimum(iy_hi, bounds_spec.upper[-1])
+    return zlo + iy_lo, zhi + iy_hi
+
+
+def _refuted_by_range(dj: Disjunct, rlo, rhi, margin) -> bool:
+    for i, op in enumerate(dj.ops):
+        if op == "==":
+            if rlo[i] > dj.d[i] + margin[i] or rhi[i] < dj.d[i] - margin[i]:
+                return True
+        elif rlo[i] > dj.d[i] + margin[i]:
+            return True
+    return False
+
+
+def _attack(prob: Problem, dj: Disjunct, rng, n_samples=256, steps=40, restarts=6, starts=None):
+    """Sampling + signed-gradient descent on the largest normalised violation."""
+    from ..queries.attacks import input_gradient
+
+    net = prob.net
+    _, _, scale = _rows(dj)
+    width = dj.hi - dj.lo
+
+    def viol(Z):
+        Y = net.forward(Z)
+        R = (Z @ dj.Cz.T + Y @ dj.Cy.T - dj.d) / scale
+        R = np.where(np.array([o == "==" for o in dj.ops]), np.abs(R), R) if dj.ops else R
+        return R, Y
+
+    Z = np.vstack([(dj.lo + dj.hi)[None] / 2, dj.lo + rng.random((n_samples, net.n_inputs)) * width])
+    if starts is not None:
+        Z = np.vstack([Z, np.clip(np.atleast_2d(starts), dj.lo, dj.hi)])
+    for z in _candidates(prob, dj, Z, viol):
+        return z
+    if not dj.ops:
+        return None
+    R, _ = viol(Z)
+    worst = R.max(axis=1)
+    X = Z[np.argsort(worst)[:restarts]].copy()
+    for t in range(steps):
+        R, _ = viol(X)
+        k = R.argmax(axis=1)
+        sgn = np.where(np.array([o == "==" for o in dj.ops])[k], np.sign(R[np.arange(len(X)), k]), 1.0)
+        gy = dj.Cy[k] * (sgn / scale[k])[:, None]
+        g = input_gradient(net, X, gy) + dj.Cz[k] * (sgn / scale[k])[:, None]
+        eta = 0.1 * (1 - 0.9 * t / steps)
+        X = np.clip(X - eta * width * np.sign(g), dj.lo, dj.hi)
+        for z in _candidates(prob, dj, X, viol):
+            return z
+    return None
+
+
+def _candidates(prob, dj, Z, viol):
+    R, _ = viol(Z)
+    strict = np.array([o == "<" for o in dj.ops], dtype=bool)
+    ok = np.all((R < 0) | ((R <= 0) & ~strict), axis=1) if dj.ops else np.ones(len(Z), bool)
+    for i in np.flatnonzero(ok)[:5]:
+        if check_witness(prob, Z[i], (dj.lo, dj.hi)) is not None:
+            yield Z[i]
+
+
+def _solve_disjunct(prob: Problem, dj: Disjunct, bounds, margin, *, relax: bool, time_limit, solver: str,
+                    start=None):
+    """LP relaxation or MILP: maximise t s.t. rows + t ≤ d + margin (normalised); returns (verdict, x)."""
+    import scipy.sparse as sp
+
+    from ..domains import Box
+    from ..mip import encode
+    from ..mip.solvers import get_backend
+
+    model = encode(prob.net, Box(dj.lo, dj.hi), bounds, relax=relax)
+    ineq, eq, scale = _rows(dj)
+    T = 1.0
+    t = model.add_vars(1, -1e6, T)[0]
+    ycols = model.nets[0].a[-1]
+    n = model.n_vars
+    for idx, with_t in ((ineq, True), (eq, False)):
+        if not idx:
+            continue
+        k = len(idx)
+        M = sp.lil_matrix((k, n))
+        for r, i in enumerate(idx):
+            s = scale[i]
+            for j in np.flatnonzero(dj.Cz[i]):
+                M[r, model.x[j]] = dj.Cz[i, j] / s
+            for j in np.flatnonzero(dj.Cy[i]):
+                M[r, ycols[j]] = dj.Cy[i, j] / s
+            if with_t:
+                M[r, t] = 1.0
+        rhs = (dj.d[idx] + margin[idx]) / scale[idx]
+        if with_t:
+            model.add_rows(M.tocsr(), -np.inf, rhs)
+        else:
+            mr = margin[idx] / scale[idx]
+            model.add_rows(M.tocsr(), dj.d[idx] / scale[idx] - mr, rhs)
+    c = np.zeros(model.n_vars)
+    c[t] = 1.0
+    model.set_objective(c, "max")
+    be = get_backend(solver)(model, threads=1)
+    st = None
+    if start is not None and not relax:
+        st = model.point(start)
+        st[t] = min(T, float(np.min((dj.d[ineq] - (dj.Cz[ineq] @ start) - dj.Cy[ineq] @ prob.net.forward(start))
+                                     / scale[ineq]), initial=T)) if ineq else 0.0
+    from ..mip.solvers.base import Status
+
+    ymag = float(np.max(np.abs(np.concatenate([bounds.lower[-1], bounds.upper[-1]])), initial=0.0))
+    tau = 1e-6 + 1e-7 * float(np.max(np.abs(dj.d / np.where(scale > 0, scale, 1)), initial=0.0)) \
+        + 1e-8 * ymag * float(np.max(np.abs(dj.Cy).sum(axis=1) / scale, initial=0.0))
+    # a MILP stops as soon as its dual bound refutes the disjunct (t* ≤ −2τ < −τ)
+    stop = {} if relax else {"dual_stop": -2 * tau}
+    sol = be.solve(time_limit=max(time_limit, 0.05) if np.isfinite(time_limit) else None, start=st, **stop)
+    if sol.status is Status.INFEASIBLE:
+        return "refuted", None, "infeasible"
+    if relax and sol.row_dual is not None and sol.status in (Status.OPTIMAL, Status.TIME_LIMIT):
+        from ..mip.solvers.base import safe_lp_bound
+
+        safe = safe_lp_bound(model, c, "max", sol.row_dual)  # valid for any duals (Neumaier–Shcherbina)
+        if np.isfinite(safe) and safe < -tau:
+            return "refuted", None, f"safe LP bound {safe:.3g} < 0"
+        x = sol.x[model.x] if sol.x is not None else None
+        return "open", x, sol.status.value
+    if sol.dual_bound is not None and sol.dual_bound < -tau and sol.status in (Status.OPTIMAL, Status.TIME_LIMIT,
+                                                                                Status.INTERRUPTED):
+        return "refuted", None, f"dual bound {sol.dual_bound:.3g} < 0"
+    x = sol.x[model.x] if sol.x is not None else None
+    return ("timeout" if sol.status is Status.TIME_LIMIT else "open"), x, sol.status.value
+
+
+def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout: float | None = None,
+           solver: str = "highs", seed: int = 0, use_milp: bool = True, tighten_lp: bool = True) -> VerifyResult:
+    """Decide a VNN-LIB query over ReLU networks: sat (with a checked witness), unsat, unknown, timed-out.
+
+    Order of work per disjunct of the DNF: empty input box → cheap bounds (interval ∩
+    CROWN on the network extended by the constraint rows) → attacks (sampling, PGD) →
+    LP relaxation → MILP (thesis model 1.1–1.8) with the remaining time. ``unsat`` only
+    when every disjunct is refuted by a bound or a MILP dual bound beyond the
+    threshold (plus the floating-point margin of :func:`fp_error_bound` for float
+    element types) or by MILP infeasibility. Strict inequalities are relaxed to ``≤``
+    for refutation (refuting the closure refutes the strict set) and kept strict when a
+    witness is checked.
+    """
+    import time
+
+    from ..bounds import cheap_bounds, crown_bounds
+    from ..domains import Box
+
+    t0 = time.perf_counter()
+    dl = _Deadline(timeout)
+    prob = build_problem(query, loaded)
+    res = VerifyResult("unknown", problem=prob)
+    rng = np.random.default_rng(seed)
+    log = res.log
+    net = prob.net
+    open_ = []
+    cache: dict[bytes, object] = {}
+    # -- stage 1: empty boxes and cheap bounds
+    for dj in prob.disjuncts:
+        if dj.empty:
+            dj.status, dj.how = "refuted", "empty input region"
+            continue
+        box = Box(dj.lo, dj.hi)
+        key = dj.lo.tobytes() + dj.hi.tobytes()
+        if key not in cache:
+            cache[key] = cheap_bounds(net, box)
+        b = dj._bounds = cache[key]
+        margin = np.zeros(len(dj.ops))
+        if prob.dtype != "real":
+            E = fp_error_bound(net, b.upper, dj.lo, dj.hi, prob.dtype)
+            margin = np.abs(dj.Cy) @ E
+        dj._margin = margin
+        spec = None
+        if dj.ops and dj.Cy.any():
+            spec_net = Network(list(net.weights[:-1]) + [dj.Cy @ net.weights[-1]],
+                               list(net.biases[:-1]) + [dj.Cy @ net.biases[-1]])
+            spec = crown_bounds(spec_net, box)
+        rlo, rhi = _min_max_rows(dj, net, spec, b.lower[-1], b.upper[-1])
+        if _refuted_by_range(dj, rlo, rhi, margin):
+            dj.status, dj.how = "refuted", "bounds"
+        else:
+            open_.append(dj)
+        if dl.over():
+            return _finish(res, "timed-out", t0)
+    log.append(f"bounds: {len(prob.disjuncts) - len(open_)}/{len(prob.disjuncts)} disjuncts refuted")
+    # -- stage 2: attacks
+    for dj in open_:
+        z = _attack(prob, dj, rng)
+        if z is not None:
+            res.values = check_witness(prob, z, (dj.lo, dj.hi))
+            log.append(f"attack found a witness for disjunct {dj.index}")
+            return _finish(res, "sat", t0)
+        if dl.over():
+            return _finish(res, "timed-out", t0)
+    # -- stage 3: LP relaxation, stage 4: MILP
+    for stage in ("lp", "milp") if use_milp else ("lp",):
+        still = []
+        for i, dj in enumerate(open_):
+            if dl.over():
+                return _finish(res, "timed-out", t0)
+            budget = dl.left() / max(1, len(open_) - i) if stage == "milp" else dl.left()
+            n_unstable = sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))
+            log.append(f"disjunct {dj.index}: {n_unstable} unstable neurons under the cheap bounds")
+            if stage == "milp" and tighten_lp and n_unstable > TIGHTEN_ABOVE:
+                dj._bounds = _tightened(net, dj, cache, 0.3 * budget)
+                budget = dl.left() / max(1, len(open_) - i)
+            verdict, x, why = _solve_disjunct(prob, dj, dj._bounds, dj._margin, relax=(stage == "lp"),
+                                              time_limit=budget, solver=solver)
+            if verdict == "refuted":
+                dj.status, dj.how = "refuted", f"{stage}: {why}"
+                continue
+            if x is not None:
+                cand = _attack(prob, dj, rng, n_samples=0, steps=20, restarts=1, starts=x[None])
+                if cand is not None:
+                    res.values = check_witness(prob, cand, (dj.lo, dj.hi))
+                    log.append(f"{stage} solution of disjunct {dj.index} checked in float64 and onnxruntime")
+                    return _finish(res, "sat", t0)
+            still.append(dj)
+        log.append(f"{stage}: {len(open_) - len(still)} more disjuncts refuted, {len(still)} open")
+        open_ = still
+    if not open_:
+        return _finish(res, "unsat", t0)
+    return _finish(res, "timed-out" if dl.over() else "unknown", t0)
+
+
+def _tightened(net: Network, dj: Disjunct, cache: dict, time_limit: float):
+    """LP bound tightening (Algorithm 3, :mod:`nnmiplib.bounds.bounder`) of the disjunct's box, cached."""
+    from ..bounds import compute_bounds
+    from ..domains import Box
+
+    key = b"lp" + dj.lo.tobytes() + dj.hi.tobytes()
+    if key not in cache:
+        if not time_limit > 0.05:
+            return dj._bounds
+        try:
+            cache[key] = compute_bounds(net, Box(dj.lo, dj.hi), "lp", initial=dj._bounds, time_limit=time_limit,
+                                        progress=False)
+        except Exception as exc:  # noqa: BLE001 -- tightening is an optimisation only
+            import logging
+
+            logging.getLogger(__name__).warning("LP bound tightening failed (%s); using cheap bounds", exc)
+            return dj._bounds
+    return cache[key]
+
+
+def _finish(res: VerifyResult, status: str, t0: float) -> VerifyResult:
+    import time
+
+    res.status = status
+    if status == "sat" and res.values is None:  # the witness failed its final check
+        res.status = "unknown"
+    res.time = time.perf_counter() - t0
+    return res
