@@ -148,3 +148,13 @@ def test_every_finding_is_shown_beside_its_figures(smoke_html):
             assert m, f"{stem}: no 'thesis reported / we measured' text for {fid}"
             assert m.group(2).strip(), f"{stem}: empty measurement for {fid}"
             assert "**" not in m.group(0), f"{stem}: {fid}'s box shows raw Markdown"
+
+
+def test_every_experiment_chapter_shows_a_library_call(smoke_html):
+    """The rendered chapters show, as code, how the library is called (issue: the book shows the library)."""
+    import re
+
+    for stem in ("01_training_and_rounding", "02_bounds", "03_verification", "04_comparator"):
+        text = (smoke_html / "book" / f"{stem}.html").read_text(encoding="utf-8")
+        code = " ".join(re.sub(r"<[^>]+>", "", c) for c in re.findall(r'<div class="cell_input.*?</pre>', text, re.S))
+        assert "nm." in code and "import nnmiplib as nm" in code, f"{stem}: no visible library call"
