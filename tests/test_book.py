@@ -156,5 +156,5 @@ def test_every_experiment_chapter_shows_a_library_call(smoke_html):
 
     for stem in ("01_training_and_rounding", "02_bounds", "03_verification", "04_comparator"):
         text = (smoke_html / "book" / f"{stem}.html").read_text(encoding="utf-8")
-        code = " ".join(re.sub(r"<[^>]+>", "", c) for c in re.findall(r'<div class="cell_input.*?</pre>', text, re.S))
+        code = " ".join(re.sub(r"<[^>]+>", "", c) for c in re.findall(r'<div class="cell_input.*?</pre>', text, re.DOTALL))
         assert "nm." in code and "import nnmiplib as nm" in code, f"{stem}: no visible library call"
