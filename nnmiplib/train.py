@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import time
@@ -38,11 +39,15 @@ from .paths import atomic_write_bytes, nets_dir
 __all__ = [
     "ARCHITECTURES",
     "LAMBDAS",
+    "NET_SCALE",
     "PENALTY_CONVENTION",
     "SCALE_TRAINING",
+    "SETTINGS",
     "SMOKE_STAND_INS",
     "accuracy_fast",
+    "epoch_flops",
     "net_name",
+    "train_missing",
     "train_mlp",
     "zoo_key",
     "zoo_matrix",
@@ -63,15 +68,21 @@ SMOKE_STAND_INS: dict[str, tuple[int, ...]] = {
     "3000x1": (64,), "800x2": (32, 32), "200x5": (24,) * 5, "100x10": (16,) * 10, "15x2": (15, 15),
 }
 LAMBDAS = (1e-4, 2e-4, 3e-4)
+#: the thesis's 7 training settings per architecture (SPEC §2.2.2): none, L1 and L2 × λ
+SETTINGS = (("none", 0.0), *((r, lam) for r in ("l1", "l2") for lam in LAMBDAS))
 BATCH_SIZE, LR = 128, 1e-3
 #: training settings per scale (n_train None = all 50 000 images). Smoke's tiny stand-ins
 #: see only 2 epochs of 6 000 images, so they take smaller batches and a larger step
-#: (with batch 128 and lr 1e-3 the 16x10 stand-in stays at ≈20 % accuracy).
+#: (with batch 128 and lr 1e-3 the 16x10 stand-in stays at ≈20 % accuracy). ``quick``
+#: trains exactly as ``paper`` (the thesis's 50 epochs, same cache key): a smaller scale
+#: shrinks the experiment grids, never the networks.
 SCALE_TRAINING = {
     "smoke": {"epochs": 2, "n_train": 6000, "batch_size": 64, "lr": 5e-3},
-    "quick": {"epochs": 5, "n_train": None, "batch_size": BATCH_SIZE, "lr": LR},
+    "quick": {"epochs": 50, "n_train": None, "batch_size": BATCH_SIZE, "lr": LR},
     "paper": {"epochs": 50, "n_train": None, "batch_size": BATCH_SIZE, "lr": LR},
 }
+#: the scale whose nets a scale uses (its cache key and file name)
+NET_SCALE = {"smoke": "smoke", "quick": "paper", "paper": "paper"}
 #: bump when the loss/penalty definition changes (part of every cache key)
 PENALTY_CONVENTION = "ce-mean+lam/b*R(W)-weights-only:v1"
 #: the rejected alternative, kept for chapter 1's comparison (penalty_scale="mean")
@@ -105,7 +116,7 @@ def _check_args(hidden, reg, lam, epochs, batch_size, lr, penalty_scale):
 def train_mlp(hidden: Sequence[int] = (200,) * 5, reg: str = "l1", lam: float = 2e-4, epochs: int = 50,
               batch_size: int = BATCH_SIZE, lr: float = LR, seed: int = 0, n_train: int | None = None,
               progress: bool = True, data=None, penalty_scale: str = "sum",
-              name: str | None = None) -> tuple[Network, dict]:
+              name: str | None = None, on_epoch=None) -> tuple[Network, dict]:
     """Train a fully connected ReLU MLP on MNIST (thesis §1.2, Def. 1.3).
 
     Parameters
@@ -126,6 +137,8 @@ def train_mlp(hidden: Sequence[int] = (200,) * 5, reg: str = "l1", lam: float = 
         "sum" (default, the book's): batch-mean CE + (λ/b)·R(W), the thesis's sum-loss
         divided by the batch size b. "mean": batch-mean CE + λ·R(W) (kept only for the
         chapter 1 comparison; it destroys deep nets at the thesis's λ).
+    on_epoch : callable, optional
+        Called as ``on_epoch(epoch, epochs)`` after each epoch (the zoo's progress bar).
 
     Returns
     -------
@@ -202,6 +215,8 @@ def train_mlp(hidden: Sequence[int] = (200,) * 5, reg: str = "l1", lam: float = 
             hist["val_acc"].append(val_acc)
             hist["seconds"].append(time.perf_counter() - t0)
             bar.set_postfix(loss=f"{tot_loss / seen:.3f}", val_acc=f"{val_acc:.3f}")
+            if on_epoch is not None:
+                on_epoch(ep, epochs)
             log.info("%s epoch %d: train loss %.4f, val acc %.4f", name or "train", ep, tot_loss / seen, val_acc)
     finally:
         torch.set_num_threads(threads)
@@ -255,6 +270,7 @@ def _config(arch, reg, lam, scale, seed, penalty_scale="sum", epochs=None) -> di
         raise ValueError(f"lam must be a finite number > 0 for reg={reg!r}, got {lam!r}; use reg='none' for λ = 0")
     if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
         raise ValueError(f"epochs must be a positive integer or None (the scale's default), got {epochs!r}")
+    scale = NET_SCALE[scale]  # quick nets are the paper nets
     hidden = SMOKE_STAND_INS[arch] if scale == "smoke" else ARCHITECTURES[arch]
     training = dict(SCALE_TRAINING[scale])
     if epochs is not None:
@@ -303,20 +319,21 @@ def _lock(path: Path):
 
 def zoo_net(arch: str = "200x5", reg: str = "l1", lam: float = 2e-4, scale: str = "quick", seed: int = 0,
             *, epochs: int | None = None, progress: bool = False, return_meta: bool = False,
-            penalty_scale: str = "sum"):
+            penalty_scale: str = "sum", on_epoch=None):
     """Load or train one net of the book's zoo (SPEC §2.2.2).
 
     Parameters
     ----------
     arch : one of :data:`ARCHITECTURES` ("3000x1", "800x2", "200x5", "100x10", "15x2").
     reg, lam : "none" | "l1" | "l2" and λ (ignored for "none").
-    scale : "smoke" (a same-depth stand-in, 2 epochs on 6 000 images, batch 64, lr 5e-3), "quick" (the real
-        architecture, 5 epochs) or "paper" (50 epochs, the thesis's).
+    scale : "smoke" (a same-depth stand-in, 2 epochs on 6 000 images, batch 64, lr 5e-3), or "quick" and
+        "paper" (the real architecture, 50 epochs as the thesis: quick uses the paper nets, same cache key).
     seed : training seed.
     epochs : override the scale's number of epochs (part of the cache key).
     return_meta : also return the metadata dict (accuracies, history, config).
     penalty_scale : "sum" (the book's λ/b convention) or "mean" (λ on the batch mean,
         only for chapter 1's comparison); see :func:`train_mlp`.
+    on_epoch : passed to :func:`train_mlp` when the net is trained.
 
     The net is cached under ``data/nets/`` keyed by its full configuration, the MNIST
     digest and the library version; concurrent callers wait for one training (file lock).
@@ -329,13 +346,13 @@ def zoo_net(arch: str = "200x5", reg: str = "l1", lam: float = 2e-4, scale: str 
         with _lock(d / f".{stem}.lock"):
             hit = _try_load(npz, meta_path, key)  # another process may have trained it meanwhile
             if hit is None:
-                hit = _train_and_store(config, key, name, npz, meta_path, progress)
+                hit = _train_and_store(config, key, name, npz, meta_path, progress, on_epoch)
     net, meta = hit
     net.name = name
     return (net, meta) if return_meta else net
 
 
-def _train_and_store(config, key, name, npz, meta_path, progress):
+def _train_and_store(config, key, name, npz, meta_path, progress, on_epoch=None):
     import torch
 
     from . import __version__
@@ -346,7 +363,7 @@ def _train_and_store(config, key, name, npz, meta_path, progress):
     net, hist = train_mlp(tuple(config["hidden"]), reg=config["reg"], lam=config["lam"], epochs=config["epochs"],
                           batch_size=config["batch_size"], lr=config["lr"], seed=config["seed"],
                           n_train=config["n_train"], progress=progress, data=data, name=name,
-                          penalty_scale=config["penalty_scale"])
+                          penalty_scale=config["penalty_scale"], on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
     n = config["n_train"] or len(data[0][0])
     meta = {
@@ -364,70 +381,114 @@ def _train_and_store(config, key, name, npz, meta_path, progress):
 
 
 def zoo_matrix(scale: str = "quick", seed: int = 0, *, archs: Sequence[str] = ("3000x1", "800x2", "200x5", "100x10"),
-               epochs: int | None = None, progress: bool = False, n_jobs: int = 1) -> list[dict]:
+               nets: Sequence[tuple] | None = None, epochs: int | None = None, progress: bool = False,
+               n_jobs: int = 1) -> list[dict]:
     """The thesis's 28 nets (SPEC §2.2.2): 4 architectures × {none, L1, L2 × λ ∈ {1, 2, 3}·10⁻⁴}.
 
-    Returns a list of dicts with keys ``arch``, ``reg``, ``lam``, ``net`` (Network) and
-    ``meta`` (see :func:`zoo_net`), in the order arch, then none, L1 λ↑, L2 λ↑.
-    ``n_jobs > 1`` trains the missing nets in that many processes (largest first; each
-    one torch thread, so the nets are bit-identical to a sequential run); a net another
-    process is training is waited for (file lock), and every finished net is on disk.
+    ``nets`` (a list of ``(arch, reg, lam)``) replaces the full matrix of ``archs`` × the 7
+    settings, e.g. a scale's subset. Returns a list of dicts with keys ``arch``, ``reg``,
+    ``lam``, ``net`` (Network) and ``meta`` (see :func:`zoo_net`), in the order given (by
+    default arch, then none, L1 λ↑, L2 λ↑). Missing nets are trained first by
+    :func:`train_missing` (``n_jobs`` processes, one progress bar with an ETA).
     """
-    from tqdm import tqdm
-
-    settings = [("none", 0.0)] + [(r, lam) for r in ("l1", "l2") for lam in LAMBDAS]
-    todo = [(a, r, lam) for a in archs for r, lam in settings]
-    if n_jobs > 1:
-        _train_parallel(todo, scale, seed, epochs, int(n_jobs), progress)
+    todo = [tuple(n) for n in nets] if nets is not None else [(a, r, lam) for a in archs for r, lam in SETTINGS]
+    train_missing(todo, scale, seed=seed, epochs=epochs, n_jobs=n_jobs, progress=progress)
     out = []
-    for a, r, lam in tqdm(todo, desc=f"zoo ({scale})", disable=not progress):
+    for a, r, lam in todo:
         net, meta = zoo_net(a, r, lam, scale=scale, seed=seed, epochs=epochs, return_meta=True)
         out.append({"arch": a, "reg": r, "lam": lam, "net": net, "meta": meta})
     return out
 
 
-def _zoo_worker(args) -> str:
-    a, r, lam, scale, seed, epochs = args
-    zoo_net(a, r, lam, scale=scale, seed=seed, epochs=epochs)
+def epoch_flops(arch: str, scale: str) -> float:
+    """Floating-point operations of one training epoch of a zoo net at ``scale``: 6 per weight per
+    sample (forward 2, backward 4), the bias and ReLU terms neglected."""
+    hidden = SMOKE_STAND_INS[arch] if NET_SCALE[scale] == "smoke" else ARCHITECTURES[arch]
+    n_train = SCALE_TRAINING[NET_SCALE[scale]]["n_train"] or 50_000
+    sizes = (784, *hidden, 10)
+    return 6.0 * sum(x * y for x, y in itertools.pairwise(sizes)) * n_train
+
+
+def train_missing(todo: Sequence[tuple], scale: str = "quick", *, seed: int = 0, epochs: int | None = None,
+                  n_jobs: int = 1, progress: bool = True) -> dict:
+    """Train the nets of ``todo`` that are not cached yet; returns ``{"trained": n, "seconds": s}``.
+
+    ``todo`` holds ``(arch, reg, lam)`` or ``(arch, reg, lam, penalty_scale)``. With
+    ``n_jobs > 1`` the missing nets run in that many spawned processes, largest first,
+    each on one torch thread (so every net is bit-identical to a sequential run). One
+    tqdm bar covers the whole zoo in floating-point operations (:func:`epoch_flops`), so
+    its ETA holds while nets of different sizes train side by side. Finished nets are on
+    disk: Ctrl-C or a failed net cancels the queued nets and loses only those in flight.
+    """
+    from tqdm.auto import tqdm
+
+    items = [(*t, "sum") if len(t) == 3 else tuple(t) for t in todo]
+    missing = [t for t in dict.fromkeys(items) if not _is_cached(*t, scale=scale, seed=seed, epochs=epochs)]
+    t0 = time.perf_counter()
+    if not missing:
+        return {"trained": 0, "seconds": 0.0}
+    n_ep = {t: epochs or SCALE_TRAINING[NET_SCALE[scale]]["epochs"] for t in missing}
+    cost = {t: epoch_flops(t[0], scale) for t in missing}
+    total = sum(cost[t] * n_ep[t] for t in missing) / 1e12
+    bar = tqdm(total=round(total, 3), unit="TFLOP", desc=f"training {len(missing)} nets ({scale})",
+               disable=not progress, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} TFLOP [{elapsed}<{remaining}]")
+    try:
+        if n_jobs <= 1 or len(missing) == 1:
+            for t in missing:
+                zoo_net(t[0], t[1], t[2], scale=scale, seed=seed, epochs=epochs, penalty_scale=t[3],
+                        on_epoch=lambda e, n, c=cost[t]: bar.update(c / 1e12))
+        else:
+            _train_parallel(missing, scale, seed, epochs, int(n_jobs), bar, cost)
+    finally:
+        bar.close()
+    return {"trained": len(missing), "seconds": time.perf_counter() - t0}
+
+
+def _zoo_worker(args, queue) -> str:
+    a, r, lam, penalty_scale, scale, seed, epochs, flops = args
+    zoo_net(a, r, lam, scale=scale, seed=seed, epochs=epochs, penalty_scale=penalty_scale,
+            on_epoch=lambda e, n: queue.put(flops))
     return a
 
 
-def _train_parallel(todo, scale, seed, epochs, n_jobs, progress) -> None:
-    """Train the nets of ``todo`` not yet cached over ``n_jobs`` spawned processes."""
+def _train_parallel(missing, scale, seed, epochs, n_jobs, bar, cost) -> None:
+    """Train ``missing`` over ``n_jobs`` spawned processes; workers report each epoch to ``bar``."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import queue as queue_mod
+    from concurrent.futures import ProcessPoolExecutor, wait
 
-    from tqdm import tqdm
-
-    def size(a):
-        h = ARCHITECTURES[a]
-        return sum(x * y for x, y in zip((784, *h), (*h, 10)))
-
-    missing = [t for t in todo if not _is_cached(*t, scale=scale, seed=seed, epochs=epochs)]
-    if len(missing) < 2:
-        return
-    missing.sort(key=lambda t: -size(t[0]))
-    pool = ProcessPoolExecutor(min(n_jobs, len(missing)), mp_context=mp.get_context("spawn"))
-    try:
-        futs = [pool.submit(_zoo_worker, (*t, scale, seed, epochs)) for t in missing]
-        for f in tqdm(as_completed(futs), total=len(futs), desc=f"training ({scale}, {n_jobs} processes)",
-                      disable=not progress):
-            f.result()
-    except BaseException:  # Ctrl-C or a failed net: drop the queue; finished nets are on disk
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    ctx = mp.get_context("spawn")
+    missing = sorted(missing, key=lambda t: -cost[t])
+    with ctx.Manager() as manager:
+        q = manager.Queue()
+        pool = ProcessPoolExecutor(min(n_jobs, len(missing)), mp_context=ctx)
+        try:
+            futs = [pool.submit(_zoo_worker, (*t, scale, seed, epochs, cost[t]), q) for t in missing]
+            pending = set(futs)
+            while pending:
+                done, pending = wait(pending, timeout=0.5)
+                for f in done:
+                    f.result()  # a failed net raises here
+                while True:
+                    try:
+                        bar.update(q.get_nowait() / 1e12)
+                    except queue_mod.Empty:
+                        break
+        except BaseException:  # Ctrl-C or a failed net: drop the queue; finished nets are on disk
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
 
 def _zoo_paths(arch, reg, lam, scale, seed, penalty_scale, epochs) -> tuple[dict, str, Path, Path]:
     """(config, cache key, .npz path, .json path) of one zoo net."""
     config = _config(arch, reg, lam, scale, seed, penalty_scale, epochs)
     key = zoo_key(config)
-    stem = f"{net_name(arch, reg, lam)}-{scale}-s{seed}{'-meanpen' if penalty_scale == 'mean' else ''}-{key[:12]}"
+    stem = f"{net_name(arch, reg, lam)}-{config['scale']}-s{seed}{'-meanpen' if penalty_scale == 'mean' else ''}-{key[:12]}"
     d = nets_dir()
     return config, key, d / f"{stem}.npz", d / f"{stem}.json"
 
 
-def _is_cached(arch, reg, lam, *, scale, seed, epochs) -> bool:
-    _, key, npz, meta = _zoo_paths(arch, reg, lam, scale, seed, "sum", epochs)
+def _is_cached(arch, reg, lam, penalty_scale="sum", *, scale, seed, epochs) -> bool:
+    _, key, npz, meta = _zoo_paths(arch, reg, lam, scale, seed, penalty_scale, epochs)
     return _try_load(npz, meta, key) is not None

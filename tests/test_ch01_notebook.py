@@ -73,3 +73,23 @@ def test_findings_rules_on_hand_made_sweeps():
     got = {f.id: f.verdict for f in ch1.findings(_synthetic_sweep(0.95, 0.3, l1_more=False, deeper_worse=False), cfg)}
     assert got["F2.2"] == "refuted" and got["F2.3"] == "partly" and got["F2.4"] == "partly"
     assert ch1.init_share((4, 2), 0.25) == 0.5 and ch1.init_share((784, 200, 10), 1.0) == 1.0
+
+
+def test_quick_zoo_subset_keeps_every_comparison():
+    """quick trains 20 of the 28 nets (as paper does): every λ on the small architectures, and
+    none / L1 / L2 at λ = 2e-4 on every architecture; the fair-comparison filters see that."""
+    import pandas as pd
+
+    from nnmiplib.study import ch1
+    from nnmiplib.train import SETTINGS
+
+    quick, paper = ch1.zoo_nets("quick"), ch1.zoo_nets("paper")
+    assert len(paper) == 28 and len(quick) == 20 and set(quick) <= set(paper)
+    for arch in ch1.ARCHS:
+        have = {(r, lam) for a, r, lam in quick if a == arch}
+        assert {("none", 0.0), ("l1", 2e-4), ("l2", 2e-4)} <= have
+    assert {(r, lam) for a, r, lam in quick if a == "100x10"} == set(SETTINGS)
+    df = pd.DataFrame([{"arch": a, "reg": r, "lam": lam} for a, r, lam in quick])
+    assert len(ch1.common_settings(df)) == 12 and set(ch1.common_settings(df).lam) == {0.0, 2e-4}
+    assert set(ch1.full_lambda_archs(df).arch) == {"200x5", "100x10"}
+    assert len(ch1.preset("quick").nets) == 20

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
 import itertools
+
+import torch
 
 import nnmiplib.train as T
 from nnmiplib import Network
@@ -145,3 +145,32 @@ def test_zoo_matrix_trains_in_parallel_bit_identically(tmp_path, monkeypatch, mn
     for a, b in zip(runs[2], runs[1]):
         assert a["net"] == b["net"], a["net"].name
     assert runs[2][0]["net"] != runs[2][1]["net"]  # different settings give different nets
+
+
+def test_quick_nets_are_the_paper_nets():
+    """A smaller scale shrinks the grids, never the networks: quick loads the paper nets (one cache key)."""
+    for arch in ("3000x1", "100x10"):
+        q, p = T._zoo_paths(arch, "l1", 2e-4, "quick", 0, "sum", None), T._zoo_paths(arch, "l1", 2e-4, "paper", 0, "sum", None)
+        assert q[1] == p[1] and q[2] == p[2]
+        assert q[0]["epochs"] == 50 and q[0]["scale"] == "paper"
+    assert T._zoo_paths("100x10", "l1", 2e-4, "smoke", 0, "sum", None)[1] != p[1]
+
+
+def test_train_missing_trains_once_and_counts_flops(tmp_path, monkeypatch, mnist):
+    monkeypatch.setenv("NNMIPLIB_MNIST", str(D.data_dir() / D.CACHE_NAME))
+    monkeypatch.setenv("NNMIPLIB_DATA_DIR", str(tmp_path))
+    seen = []
+    real = T.train_mlp
+
+    def spy(*a, **kw):
+        hook = kw["on_epoch"]
+        kw["on_epoch"] = lambda e, n: (seen.append((e, n)), hook(e, n))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(T, "train_mlp", spy)
+    todo = [("15x2", "l1", 2e-4), ("15x2", "none", 0.0), ("15x2", "l1", 2e-4, "mean")]
+    first = T.train_missing(todo, "smoke", epochs=2, progress=False)
+    assert first["trained"] == 3 and seen == [(1, 2), (2, 2)] * 3
+    assert T.train_missing(todo, "smoke", epochs=2, progress=False)["trained"] == 0
+    assert T.epoch_flops("15x2", "smoke") == 6 * (784 * 15 + 15 * 15 + 15 * 10) * 6000
+    assert T.epoch_flops("3000x1", "quick") == 6 * (784 * 3000 + 3000 * 10) * 50_000

@@ -24,7 +24,8 @@ from .common import SCALES, check_scale
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_html", "chapters", "copy_book_sources", "execute_chapter", "execute_chapters", "main"]
+__all__ = ["build_html", "chapters", "copy_book_sources", "execute_chapter", "execute_chapters", "main",
+           "required_nets", "train_nets"]
 
 BOOK_FILES = ("_config.yml", "_toc.yml")
 
@@ -89,6 +90,23 @@ def execute_chapters(scale: str, out_dir: Path, *, only: list[str] | None = None
         times[src.name] = execute_chapter(src, out_dir / src.name, scale, parameters)
         print(f"[book] {src.name} done in {times[src.name]:.0f} s", file=sys.stderr, flush=True)
     return times
+
+
+def required_nets(scale: str) -> list[tuple]:
+    """Every zoo net the chapters load at ``scale``, ``(arch, reg, lam, penalty_scale)``:
+    chapter 1's zoo and penalty comparison (which hold the nets of chapters 2–4) and the
+    (15, 15) net of chapter 4's mineps."""
+    from . import ch1, ch4
+
+    return ch1.required_nets(ch1.preset(scale)) + [("15x2", ch4.REG, ch4.LAM, "sum")]
+
+
+def train_nets(scale: str, n_jobs: int = 1, progress: bool = True) -> dict:
+    """Train the nets of :func:`required_nets` that are not cached (one progress bar with an
+    ETA over all of them, on the terminal rather than in a chapter); ``{"trained", "seconds"}``."""
+    from ..train import train_missing
+
+    return train_missing(required_nets(scale), scale, n_jobs=n_jobs, progress=progress)
 
 
 def copy_book_sources(dest: Path, root: Path | None = None) -> Path:
@@ -169,7 +187,12 @@ def _run(args) -> int:
     t0 = time.perf_counter()
     times = {}
     if not args.no_execute:
-        times = execute_chapters(args.scale, root / "book", only=args.only, parameters=params, root=root)
+        print(f"[book] the nets of scale {args.scale} ...", file=sys.stderr, flush=True)
+        trained = train_nets(args.scale, n_jobs=args.n_jobs or 1)
+        times["training"] = trained["seconds"]
+        print(f"[book] {trained['trained']} nets trained in {trained['seconds']:.0f} s (the others were cached)",
+              file=sys.stderr, flush=True)
+        times.update(execute_chapters(args.scale, root / "book", only=args.only, parameters=params, root=root))
     if not args.no_html:
         html = build_html(root)
         print(f"[book] HTML book in {html}/index.html", file=sys.stderr)

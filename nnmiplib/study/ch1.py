@@ -1,6 +1,7 @@
 """Chapter 1 — training and rounding (thesis §1.2, §2.2.2, §2.3.1; SPEC §2, §6).
 
-Trains (or loads) the 28-net zoo, rounds every net with Algorithm 2 over an ε grid,
+Trains (or loads) the 28-net zoo (at ``quick`` a documented subset of 20, trained exactly
+as at ``paper``), rounds every net with Algorithm 2 over an ε grid,
 measures test accuracy and the share of weights set to zero, and judges findings
 F2.1–F2.4. Everything is cached: nets under ``data/nets/`` (:mod:`nnmiplib.train`),
 the rounding sweep under ``results_dir()/ch1/`` keyed by scale, ε grid and net digests.
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ARCHS",
     "EPS_GRID",
+    "QUICK_SETTINGS",
+    "common_settings",
     "fig_1_4",
     "fig_2_1a",
     "fig_2_1b",
@@ -33,13 +36,16 @@ __all__ = [
     "fig_sparse_accurate",
     "findings",
     "findings_markdown",
+    "full_lambda_archs",
     "init_share",
     "penalty_comparison",
     "penalty_comparison_markdown",
     "preset",
+    "required_nets",
     "rounding_sweep",
     "table_2_1",
     "train_zoo",
+    "zoo_nets",
     "zoo_table",
 ]
 
@@ -48,6 +54,20 @@ EPS_GRID = (0.0, 1e-4, 1e-3, 5e-3, 1e-2, 2e-2, 3e-2, 4e-2, 6e-2, 8e-2, 1e-1)
 ARCHS = ("3000x1", "800x2", "200x5", "100x10")
 SWEEP_VERSION = 1
 _COMPARE = {"smoke": ("200x5", "100x10"), "quick": ("200x5", "100x10"), "paper": ARCHS}
+#: quick's subset of the 28 nets: every setting on the two smaller architectures (the λ and
+#: L1/L2 comparisons), none / L1 / L2 at λ = 2·10⁻⁴ on the two larger ones (every figure keeps
+#: the curves it compares; 3000x1 and 800x2 are 85 % of the training cost)
+QUICK_SETTINGS = {"3000x1": (("none", 0.0), ("l1", 2e-4), ("l2", 2e-4)),
+                  "800x2": (("none", 0.0), ("l1", 2e-4), ("l2", 2e-4))}
+
+
+def zoo_nets(scale: str, archs=ARCHS) -> list[tuple[str, str, float]]:
+    """The chapter's nets ``(arch, reg, lam)`` at ``scale``: all 28 settings, or quick's subset of 20."""
+    from ..train import SETTINGS
+
+    check_scale(scale)
+    return [(a, r, lam) for a in archs
+            for r, lam in (QUICK_SETTINGS.get(a, SETTINGS) if scale == "quick" else SETTINGS)]
 
 
 def preset(scale: str = "quick", seed: int = 0, epochs: int | None = None, eps_grid=None,
@@ -70,6 +90,12 @@ def preset(scale: str = "quick", seed: int = 0, epochs: int | None = None, eps_g
                    f"{tr['n_train']} training images: numbers are not comparable with the thesis")
     elif ep != 50:
         dev.append(f"{ep} training epochs instead of the thesis's 50 (the thesis's architectures)")
+    if scale == "quick":
+        dev.append("20 of the thesis's 28 nets, each trained exactly as at paper scale (50 epochs, the same cached "
+                   "files): all 7 settings (none, L1 and L2 × λ ∈ {1, 2, 3}·10⁻⁴) on 200x5 and 100x10, and none, "
+                   "L1 and L2 at λ = 2·10⁻⁴ on 3000x1 and 800x2. Comparisons across λ (Figs 2.1b, 2.2b, F2.3's λ "
+                   "part) use the two smaller architectures; comparisons across architectures and norms (Figs 2.2a, "
+                   "2.3, F2.4) use the settings every architecture has")
     dev += [
         (f"training (the thesis is silent): cross-entropy + Adam (lr {tr['lr']:g}), batch {tr['batch_size']}, seed {seed}, "
         "last epoch kept, MNIST split 50 000 / 10 000 / 10 000"),
@@ -83,6 +109,7 @@ def preset(scale: str = "quick", seed: int = 0, epochs: int | None = None, eps_g
          else "penalty-scaling comparison on all four architectures (L1 and L2, λ = 2e-4)"),
     ]
     params = {"seed": int(seed), "epochs": ep, "eps_grid": grid, "archs": ARCHS, "compare_archs": compare,
+              "nets": zoo_nets(scale),
               "curve_net": ("200x5", "l1", 2e-4), "n_test": n_test}
     return Preset(scale, params, dev)
 
@@ -106,12 +133,33 @@ def table_2_1(cfg: Preset):
 
 
 def train_zoo(cfg: Preset, progress: bool = False, n_jobs: int = 1) -> list[dict]:
-    """The 28 nets (load or train, missing ones over ``n_jobs`` processes): see
+    """The scale's nets (load or train, missing ones over ``n_jobs`` processes): see
     :func:`nnmiplib.train.zoo_matrix`."""
     from ..train import zoo_matrix
 
-    return zoo_matrix(cfg.scale, seed=cfg.seed, archs=cfg.archs, epochs=cfg.epochs, progress=progress,
+    return zoo_matrix(cfg.scale, seed=cfg.seed, nets=cfg.nets, epochs=cfg.epochs, progress=progress,
                       n_jobs=n_jobs)
+
+
+def required_nets(cfg: Preset) -> list[tuple]:
+    """Every net the chapter loads, ``(arch, reg, lam, penalty_scale)``: the zoo and the
+    penalty-convention comparison's nets (for training them all before the chapters run)."""
+    return [(*n, "sum") for n in cfg.nets] + [(a, r, 2e-4, "mean") for a in cfg.compare_archs for r in ("l1", "l2")]
+
+
+def common_settings(df):
+    """Rows of the settings ``(reg, lam)`` that every architecture of ``df`` has (a fair
+    comparison across architectures and norms when a scale trains a subset)."""
+    per_arch = df.groupby("arch")[["reg", "lam"]].apply(lambda g: set(map(tuple, g.drop_duplicates().values)))
+    common = set.intersection(*per_arch) if len(per_arch) else set()
+    return df[[(r, lam) in common for r, lam in zip(df.reg, df.lam)]]
+
+
+def full_lambda_archs(df):
+    """Rows of the architectures that have every setting of ``df`` (the comparisons across λ)."""
+    settings = set(zip(df.reg, df.lam))
+    keep = [a for a, g in df.groupby("arch") if set(zip(g.reg, g.lam)) == settings]
+    return df[df.arch.isin(keep)]
 
 
 def _setting(reg: str, lam: float) -> str:
@@ -307,8 +355,9 @@ def findings(df, cfg: Preset) -> list:
                        f"(0 → 1e-4 → 2e-4 → 3e-4) in {f_b:.0%} of {len(lam_pairs)} steps", v,
                        "comparisons differing by > 0.5 pp; confirmed if both parts hold in ≥ 80 %, "
                        "refuted if both < 50 %, partly otherwise"))
-    # F2.4
-    r = df[df.reg != "none"]
+    # F2.4 (settings every architecture has: a subset must not mix λ sets across depths)
+    r = common_settings(df)
+    r = r[r.reg != "none"]
     loss = r.groupby(["arch", "depth", "reg", "lam"])["acc_change"].mean().mul(-pp).rename("loss").reset_index()
     by_depth = loss.groupby("depth")["loss"].mean().sort_index()
     rho = float(pd.Series(by_depth.index, dtype=float).corr(pd.Series(by_depth.values), method="spearman"))
@@ -388,19 +437,19 @@ def fig_2_1a(df):
 
 
 def fig_2_1b(df):
-    """Fig 2.1b: % of weights rounded to 0 vs ε, by regularisation level λ."""
+    """Fig 2.1b: % of weights rounded to 0 vs ε, by regularisation level λ (architectures with every λ)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    sns.lineplot(_pct(df), x="eps", y="% rounded to 0", hue="λ", errorbar=None, marker="o", ax=ax)
+    sns.lineplot(_pct(full_lambda_archs(df)), x="eps", y="% rounded to 0", hue="λ", errorbar=None, marker="o", ax=ax)
     _eps_axis(ax, df)
     fig.tight_layout()
     return fig
 
 
 def fig_2_2a(df):
-    """Fig 2.2a: % rounded vs ε, L1 vs L2 vs none (mean over nets)."""
+    """Fig 2.2a: % rounded vs ε, L1 vs L2 vs none (mean over nets, settings every architecture has)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -408,7 +457,7 @@ def fig_2_2a(df):
 
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     pal = {"none": PALETTE["none"], "L1": PALETTE["l1"], "L2": PALETTE["l2"]}
-    sns.lineplot(_pct(df), x="eps", y="% rounded to 0", hue="regularisation", palette=pal, errorbar="sd",
+    sns.lineplot(_pct(common_settings(df)), x="eps", y="% rounded to 0", hue="regularisation", palette=pal, errorbar="sd",
                  marker="o", ax=ax)
     _eps_axis(ax, df)
     fig.tight_layout()
@@ -416,10 +465,11 @@ def fig_2_2a(df):
 
 
 def fig_2_2b(df):
-    """Fig 2.2b: % rounded vs ε by penalty λ, one panel per norm (regularised nets)."""
+    """Fig 2.2b: % rounded vs ε by penalty λ, one panel per norm (regularised nets, architectures with every λ)."""
     import seaborn as sns
 
-    g = sns.relplot(_pct(df[df.reg != "none"]), x="eps", y="% rounded to 0", hue="λ", col="regularisation",
+    d = full_lambda_archs(df)
+    g = sns.relplot(_pct(d[d.reg != "none"]), x="eps", y="% rounded to 0", hue="λ", col="regularisation",
                     kind="line", errorbar=None, marker="o", height=3.2, aspect=1.2)
     for ax in g.axes.flat:
         _eps_axis(ax, df)
