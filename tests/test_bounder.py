@@ -237,18 +237,104 @@ def test_triangle_lp_equals_bigm_lp():
     assert any(np.any(tri.width(l) < init.width(l) - 1e-3) for l in range(1, net.depth + 1))
 
 
-def test_budget_too_small_solves_widest_neurons_first():
-    """MILP with a budget below min_solve_time per solve: a subset is solved, deeper layers keep a share."""
+def issue_net() -> nm.Network:
+    """The 4-layer net (6, 10, 10, 8, 4) of issue 13, drawn layer by layer from default_rng(0)."""
+    r = np.random.default_rng(0)
+    sizes = (6, 10, 10, 8, 4)
+    W, B = [], []
+    for a, b in itertools.pairwise(sizes):
+        W.append(r.normal(0, 1 / np.sqrt(a), (b, a)))
+        B.append(r.normal(0, 0.3, b))
+    return nm.Network(W, B)
+
+
+def test_milp_budget_drops_no_neuron_in_advance():
+    """Issue 13: t_m < min_solve_time used to cut neurons before solving anything (cut to CROWN,
+    looser than LP). With 60 s for solves of ~25 ms, every unstable neuron is solved, no layer
+    deadline passes, and LP ⊇ MILP up to the MILP's margins."""
+    net, dom = issue_net(), nm.domains.unit_box(6)
+    milp = compute_bounds(net, dom, method="milp", time_limit=60, progress=False)
+    lp = compute_bounds(net, dom, method="lp", progress=False)
+    lay = milp.stats["layers"]
+    assert milp.total_time < 60
+    assert any(st["t_m"] < 1.0 for st in lay)  # the case of the issue: t_m below min_solve_time (1 s)
+    assert all(st["cut_by_deadline"] == 0 for st in lay), lay
+    assert not any(s.startswith("fallback-") for src in milp.source for s in src.astype(str)), milp.source
+    for l in range(milp.n_layers):
+        tol = 1e-6 * (1 + np.abs(lp.upper[l])), 1e-6 * (1 + np.abs(lp.lower[l]))
+        assert np.all(milp.upper[l] <= lp.upper[l] + tol[0]), l
+        assert np.all(milp.lower[l] >= lp.lower[l] - tol[1]), l
+
+
+def _slow_solves(monkeypatch, seconds: float):
+    """Make every HiGHS solve take at least ``seconds`` more (in this process)."""
+    from nnmiplib.mip.solvers.highs import HighsBackend
+
+    real = HighsBackend._solve
+
+    def slow(self, time_limit, start, **kw):
+        time.sleep(seconds)
+        return real(self, time_limit, start, **kw)
+
+    monkeypatch.setattr(HighsBackend, "_solve", slow)
+
+
+def test_budget_too_small_solves_widest_neurons_first(monkeypatch):
+    """MILP whose solves outlast the budget: a layer stops only when its deadline has passed;
+    what it cuts are the narrowest neurons, recorded and kept at their fallback; deeper layers
+    keep a share and the bounds stay sound."""
+    _slow_solves(monkeypatch, 0.1)
     net = random_net(9, (3, 12, 12, 2))
     dom = nm.domains.unit_box(3)
     init = cheap_bounds(net, dom)
-    b = solver_bounds(net, dom, relax=False, initial=init, time_limit=3.0, min_solve_time=0.5, progress=False)
+    b = solver_bounds(net, dom, relax=False, initial=init, time_limit=2.0, min_solve_time=0.5, progress=False)
     lay = b.stats["layers"]
-    assert lay[0]["cut_for_budget"] > 0 and lay[0]["t_solve"] == 0.5
-    assert lay[1]["solves"] > 0  # the logits still got solved
-    cut = np.char.startswith(b.source[1].astype(str), "fallback-")
-    assert cut.sum() >= lay[0]["cut_for_budget"]
+    assert lay[0]["t_m"] < 0.5 and lay[0]["t_solve"] == 0.5  # the per-solve limit is raised, nothing dropped
+    assert lay[0]["cut_by_deadline"] > 0 and lay[0]["codes"].get("deadline", 0) > 0
+    assert lay[0]["solves"] == 2 * int(init.unstable(1).sum())  # every solve was handed to the solver
+    assert lay[0]["wall"] >= 0.1  # it stopped when its deadline had passed, after solving
+    assert lay[1]["codes"].get("milp", 0) > 0  # the logits still got solved
+    src = b.source[1].astype(str)
+    cut = np.char.startswith(src, "fallback-")
+    assert cut.sum() == lay[0]["cut_by_deadline"]
+    solved = np.char.startswith(src, "milp") | (np.char.find(src, "/milp") >= 0)
+    width = init.width(1)
+    assert solved.any() and width[solved].min() >= width[cut].max()  # widest first
     assert_contains(b, net, dom.sample(20_000, 3))
+
+
+def test_bad_arguments_are_rejected_before_any_solve(monkeypatch):
+    """Issue 17: arguments that mean nothing are a ValueError up front, not a warning per neuron."""
+    import nnmiplib.bounds.compute as compute
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the arguments were checked")
+
+    monkeypatch.setattr(compute, "cheap_bounds", no_work)
+    net = random_net(0, (3, 4, 2))
+    dom = nm.domains.unit_box(3)
+    bad = [{"per_neuron_time_limit": -1}, {"per_neuron_time_limit": 0}, {"time_limit": -1},
+           {"time_limit": float("nan")}, {"n_jobs": 0}, {"n_jobs": 1.5}, {"solver": "gurobbi"},
+           {"time_ratio": 0}, {"mip_gap": -1e-3}, {"max_neurons": 0}, {"solver_options": ["x"]}]
+    for method in ("lp", "milp"):
+        for kw in bad:
+            with pytest.raises(ValueError, match=next(iter(kw)) if "solver" != next(iter(kw)) else "unknown solver"):
+                compute_bounds(net, dom, method=method, progress=False, **kw)
+
+
+def test_solver_options_that_make_every_solve_fail_raise(caplog):
+    """Issue 17: a run whose solves all fail raises instead of returning fallbacks labelled ``milp``."""
+    from nnmiplib.bounds.bounder import FAIL_SHARE, SolveFailureError
+
+    net, dom = issue_net(), nm.domains.unit_box(6)
+    assert 0 < FAIL_SHARE < 1
+    with pytest.raises(SolveFailureError, match="failed-limit"):
+        compute_bounds(net, dom, method="milp", solver_options={"mip_max_nodes": 0}, progress=False)
+    with pytest.raises(RuntimeError, match="rejected option"):
+        compute_bounds(net, dom, method="milp", solver_options={"no_such_option": 1}, progress=False)
+    # a MILP that merely runs out of time keeps its fallbacks: that is not a failure
+    b = compute_bounds(net, dom, method="milp", time_limit=0.2, progress=False)
+    assert b.method == "milp"
 
 
 @pytest.mark.parametrize("method", ["lp", "milp"])
@@ -273,3 +359,12 @@ def test_restrict_limits_the_solves_to_given_neurons():
     assert np.all(b.time[3] > 0)  # None: every logit
     with pytest.raises(ValueError, match="one entry per affine layer"):
         solver_bounds(net, dom, relax=True, initial=init, restrict=[None], progress=False)
+
+
+def test_cheap_methods_reject_meaningless_arguments_too():
+    net = random_net(0, (3, 4, 2))
+    dom = nm.domains.unit_box(3)
+    for kw in ({"time_limit": -1}, {"per_neuron_time_limit": -1}, {"n_jobs": 0}):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            compute_bounds(net, dom, method="crown", **kw)
+    assert compute_bounds(net, dom, method="crown", time_limit=5, n_jobs=2).method == "crown"  # ignored, valid

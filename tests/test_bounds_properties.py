@@ -294,3 +294,30 @@ def test_default_milp_exact_where_solved(exact_case):
         np.testing.assert_allclose(milp.upper[l][solved], ehi[l][solved], atol=TOL, rtol=0)
         n_checked += int(solved.sum())
     assert n_checked > 0
+
+
+# ------------------------------------------------------------------ LP ⊇ MILP under a budget (issue 13)
+#: Stated tolerance of the nesting: the MILP's dual bound may exceed the MILP optimum by its relative
+#: gap (mip_gap 1e-6) and is widened outward by milp_margin·(1 + |v|) (1e-7); both below 1e-6·(1 + |v|).
+NEST_TOL = 1e-6
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(n_in=st.integers(2, 6), hidden=st.lists(st.integers(6, 12), min_size=2, max_size=3),
+       seed=st.integers(0, 2**31 - 1))
+def test_hypothesis_milp_with_a_generous_budget_nests_inside_lp(n_in, hidden, seed):
+    """A MILP run given a total budget it does not use up (per-solve t_m below min_solve_time on
+    these sizes) solves every neuron the LP run solves, so its bounds lie inside the LP's."""
+    net = random_net((n_in, *hidden, 3), seed)
+    dom = random_box(n_in, seed % 1000)
+    budget = 60.0
+    milp = compute_bounds(net, dom, method="milp", time_limit=budget, progress=False)
+    lp = compute_bounds(net, dom, method="lp", time_limit=budget, progress=False)
+    assert milp.total_time < budget and lp.total_time < budget
+    for l in range(milp.n_layers):
+        assert np.all(milp.upper[l] <= lp.upper[l] + NEST_TOL * (1 + np.abs(lp.upper[l]))), (l, milp.source[l])
+        assert np.all(milp.lower[l] >= lp.lower[l] - NEST_TOL * (1 + np.abs(lp.lower[l]))), (l, milp.source[l])
+    assert not any(s.startswith("fallback-") for src in milp.source for s in src.astype(str)), milp.stats["layers"]
+    X = _samples(net, dom, seed, n=2000)
+    for l, a in enumerate(net.preactivations(X)):
+        assert np.all(a <= milp.upper[l] + TOL) and np.all(a >= milp.lower[l] - TOL), l

@@ -30,8 +30,8 @@ Soundness (GUIDE §4)
   at a time limit), never the incumbent, widened outward by ``milp_margin·(1 + |v|)``
   (default 1e-7) against the solver's feasibility/integrality tolerances.
 * Every result is intersected with ``initial`` (never looser than the cheap bounds); a
-  failed solve, or one not started before the deadline, keeps the initial bound and
-  records ``"fallback-<initial source>"``.
+  failed solve, or one not started before its layer's deadline, keeps the initial bound
+  and records ``"fallback-<initial source>"``.
 
 Stable neurons
 --------------
@@ -51,13 +51,31 @@ where ``T_rem`` is the time left when layer ``m`` starts and ``k_{m'}`` for late
 is estimated from ``initial``'s unstable neurons (it can only shrink). So
 :math:`\sum_m \lceil k_m/n_c\rceil t_m = T` (the thesis's
 :math:`T = \sum_m \lceil n_m/n_c \rceil t_m`, here per solve, i.e. a neuron's max and
-min together get ``2 t_m``); unused time flows to deeper layers. ``per_neuron_time_limit``
-caps each solve. Layer ``m`` may use :math:`\lceil k_m/n_c\rceil t_m` seconds of wall time
-(a per-layer deadline; solves not started by then keep the initial bound). When
-``t_m`` is below ``min_solve_time`` (MILP default 1 s: HiGHS needs about that for
-presolve and root) only the widest neurons that fit into the layer's share at
-``min_solve_time`` each are solved, the others keep ``initial`` ("fallback-…"), so
-deeper layers keep their share.
+min together get ``2 t_m``). ``per_neuron_time_limit`` caps each solve.
+
+How this keeps to Algorithm 3, which solves every neuron of layer ``m`` with the limit
+``t_m``: every neuron to bound is handed to the solver, in the layer's order (LP: the
+similarity order below; MILP: widest ``initial`` interval first), each solve with the
+limit ``t_m`` — raised to ``min_solve_time`` when ``t_m`` is below it (MILP default
+1 s: a MILP stopped before presolve and root gives no dual bound at all, so a shorter
+limit would buy nothing). Nothing is dropped in advance. The layer's share
+:math:`\lceil k_m/n_c\rceil t_m` is a wall-clock deadline, not a forecast: solves usually
+end long before their limit, so normally every neuron is solved and the time left flows
+to the deeper layers (``t_{m+1}`` is computed from the time actually remaining). Only
+when the deadline has actually passed are the layer's remaining solves not started
+(they can then only be the narrowest neurons for MILP); those keep ``initial``
+("fallback-…" sources) and are counted in ``stats["layers"][i]["cut_by_deadline"]``.
+When every solve takes its whole limit ``t_m ≥ min_solve_time``, this is Algorithm 3
+exactly.
+
+Failed solves
+-------------
+A solve that ran and gave no bound for a reason other than its own time limit (a solver
+error, an infeasible or unbounded status, a node/iteration/solution limit set through
+``solver_options``; code ``failed-…``) keeps the initial bound like any fallback. When
+more than :data:`FAIL_SHARE` of the solves that ran so far have failed so, the run
+raises :class:`SolveFailureError` after the layer instead of returning fallback bounds
+labelled with the method asked for.
 """
 
 from __future__ import annotations
@@ -74,9 +92,21 @@ from ..mip.solvers.base import Solution, Status, safe_lp_bound
 from ..network import Network
 from .base import Bounds, join_sources, source_side
 
-__all__ = ["safe_lp_bound", "solver_bounds", "time_split"]
+__all__ = ["FAIL_SHARE", "SolveFailureError", "safe_lp_bound", "solver_bounds", "time_split"]
 
 log = logging.getLogger(__name__)
+
+#: Largest share of failed solves (of those that ran) a run may have before it raises.
+FAIL_SHARE = 0.5
+
+
+class SolveFailureError(RuntimeError):
+    """More than :data:`FAIL_SHARE` of a run's solves failed: its bounds would be fallbacks only."""
+
+
+def _is_failure(code: str) -> bool:
+    """A solve that ran and gave no bound for a reason other than its own time limit."""
+    return code.startswith("failed-") and code != "failed-time_limit"
 
 
 def time_split(T_rem: float, solves: list[int], n_c: int, ratio: float, first_layer: int) -> float:
@@ -171,10 +201,13 @@ def _solve_one(job: LayerJob, be, c: np.ndarray, sense: str, j: int, hand: float
     try:
         sol = be.solve(limit, objective_target=target)
         value, code = _interpret(job, be.model, c, off, sense, sol)
-    except Exception as exc:  # noqa: BLE001 -- a failed solve falls back, never aborts the run
+    except Exception as exc:  # noqa: BLE001 -- a failed solve falls back; many failures raise (FAIL_SHARE)
         log.warning("solve of neuron %d (%s) failed: %s", j, sense, exc)
         value, code = None, "failed-error"
-    return (j, sense, value, code, time.perf_counter() - t)
+    dt = time.perf_counter() - t
+    if code == "failed-time_limit" and (limit is None or dt < 0.5 * limit):
+        code = "failed-limit"  # stopped well before its time limit: a node/iteration/solution limit
+    return (j, sense, value, code, dt)
 
 
 def run_layer_job(job: LayerJob, tasks, progress=None) -> list[tuple]:
@@ -289,18 +322,16 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
         raise ValueError("initial bounds belong to another network (digest differs); recompute them")
     if not (np.array_equal(initial.domain.lo, domain.lo) and np.array_equal(initial.domain.hi, domain.hi)):
         raise ValueError("initial bounds were computed on another input domain")
-    if time_limit is not None and not time_limit > 0:
-        raise ValueError(f"time_limit must be positive seconds or None, got {time_limit!r}")
+    check_solver_arguments(time_limit=time_limit, per_neuron_time_limit=per_neuron_time_limit, n_jobs=n_jobs,
+                           solver=solver, time_ratio=time_ratio, mip_gap=mip_gap, milp_margin=milp_margin,
+                           min_solve_time=min_solve_time, max_neurons=max_neurons, solver_options=solver_options)
     if restrict is not None and len(restrict) != net.depth + 1:
         raise ValueError(f"restrict needs one entry per affine layer ({net.depth + 1}), got {len(restrict)}")
-    n_jobs = max(1, int(n_jobs))
+    n_jobs = int(n_jobs)
     if formulation not in ("triangle", "bigm"):
         raise ValueError(f"formulation must be 'triangle' or 'bigm', got {formulation!r}")
     if min_solve_time is None:
         min_solve_time = 0.0 if relax else 1.0
-    from ..mip.solvers import get_backend
-
-    get_backend(solver)  # fail early if not installed
     t0 = time.perf_counter()
     deadline = None if time_limit is None else time.time() + float(time_limit)
     L = net.depth
@@ -340,21 +371,13 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
             if neurons.size == 0:
                 layer_stats.append({"layer": m, "solves": 0, "wall": 0.0, "t_solve": None})
                 continue
-            t_solve, layer_deadline, cut = None, deadline, 0
+            t_solve, t_m, layer_deadline = None, None, deadline
             if deadline is not None:
                 est = [2 * neurons.size] + [2 * todo(k).size for k in range(m + 1, L + 1)]
-                t_solve = time_split(max(deadline - time.time(), 0.0), est, n_jobs, time_ratio, m)
-                budget = t_solve * np.ceil(est[0] / n_jobs)  # this layer's share of the remaining time
-                layer_deadline = min(deadline, time.time() + budget)
-                if t_solve < min_solve_time:  # cannot afford every neuron: the widest ones first
-                    afford = max(1, int(budget / min_solve_time) * n_jobs // 2)  # neurons (2 solves each)
-                    if afford < neurons.size:
-                        keep = np.argsort(-(upper[m][neurons] - lower[m][neurons]), kind="stable")[:afford]
-                        cut_idx = np.setdiff1d(neurons, neurons[keep])
-                        for j in cut_idx:
-                            src_lo[m][j], src_hi[m][j] = f"fallback-{src_lo[m][j]}", f"fallback-{src_hi[m][j]}"
-                        cut, neurons = cut_idx.size, np.sort(neurons[keep])
-                    t_solve = min_solve_time
+                t_m = time_split(max(deadline - time.time(), 0.0), est, n_jobs, time_ratio, m)
+                budget = t_m * np.ceil(est[0] / n_jobs)  # this layer's share of the remaining time
+                layer_deadline = min(deadline, time.time() + budget)  # a deadline, not a forecast
+                t_solve = max(t_m, min_solve_time)  # every neuron is solved; a deadline that passes cuts the rest
             if per_neuron_time_limit is not None:
                 t_solve = per_neuron_time_limit if t_solve is None else min(t_solve, per_neuron_time_limit)
             cur = _Cur(lower, upper)
@@ -365,6 +388,8 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
             else:
                 model = encode(net, domain, cur, relax=relax, stop_layer=m)
                 prev, oW, ob = model.nets[0].a[m], np.eye(lower[m].size), np.zeros(lower[m].size)
+                if not relax:  # widest first: if the layer's deadline passes, the narrowest neurons are cut
+                    neurons = neurons[np.argsort(-(upper[m][neurons] - lower[m][neurons]), kind="stable")]
             job = LayerJob(token=f"{id(model)}-{m}-{time.time()}", model=model, obj_cols=prev, obj_W=oW, obj_b=ob,
                            solver=solver, relax=relax,
                            t_solve=t_solve, deadline=layer_deadline, mip_gap=mip_gap, milp_margin=milp_margin,
@@ -372,7 +397,10 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
             tasks = [(int(j), float(lower[m][j]), float(upper[m][j])) for j in neurons]
             results = _run(job, tasks, pool, shared, n_jobs, progress, f"{'LP' if relax else 'MILP'} layer {m}/{L}")
             codes: dict[str, int] = {}
+            cut_neurons: set[int] = set()
             for j, sense, value, code, dt in results:
+                if code == "deadline":
+                    cut_neurons.add(j)
                 times[m][j] += dt
                 codes[code] = codes.get(code, 0) + 1
                 if sense == "max":
@@ -394,10 +422,11 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                     elif value > lower[m][j]:
                         lower[m][j], src_lo[m][j] = min(value, upper[m][j]), code
             layer_stats.append({"layer": m, "solves": len(results), "wall": time.perf_counter() - tl,
-                                "t_solve": t_solve, "codes": codes, "cut_for_budget": cut, "n_vars": model.n_vars,
-                                "n_rows": model.n_rows, "n_integer": model.n_integer})
+                                "t_solve": t_solve, "t_m": t_m, "codes": codes, "cut_by_deadline": len(cut_neurons),
+                                "n_vars": model.n_vars, "n_rows": model.n_rows, "n_integer": model.n_integer})
             log.info("%s layer %d: %d solves in %.2fs %s", "LP" if relax else "MILP", m, len(results),
                      layer_stats[-1]["wall"], codes)
+            _check_failures(layer_stats, "LP" if relax else "MILP")
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -411,6 +440,61 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                   "initial_method": initial.method})
     out.stats["stable"] = out.stable_counts()
     return out
+
+
+def check_solver_arguments(*, time_limit=None, per_neuron_time_limit=None, n_jobs=1, solver="highs",
+                           time_ratio=2.0, mip_gap=1e-6, milp_margin=1e-7, min_solve_time=None,
+                           max_neurons=None, solver_options=None) -> None:
+    """Raise ``ValueError`` for an argument of :func:`solver_bounds` that means nothing (before any work).
+
+    Unless ``solver`` is None, also checks that it names an installed backend
+    (:func:`nnmiplib.mip.solvers.get_backend`: ``ValueError`` for an unknown name,
+    ``SolverError`` for one not installed).
+    """
+    def seconds(name, v, allow_zero=False):
+        if v is None:
+            return
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or np.isnan(v) \
+                or not (v >= 0 if allow_zero else v > 0):
+            raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} seconds or None, "
+                             f"got {v!r}")
+
+    seconds("time_limit", time_limit)
+    seconds("per_neuron_time_limit", per_neuron_time_limit)
+    seconds("min_solve_time", min_solve_time, allow_zero=True)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+    if max_neurons is not None and (isinstance(max_neurons, bool) or not isinstance(max_neurons, (int, np.integer))
+                                    or max_neurons < 1):
+        raise ValueError(f"max_neurons must be a positive integer or None, got {max_neurons!r}")
+    for name, v in (("time_ratio", time_ratio), ("mip_gap", mip_gap), ("milp_margin", milp_margin)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v) \
+                or v < 0 or (name == "time_ratio" and v == 0):
+            raise ValueError(f"{name} must be a finite {'positive' if name == 'time_ratio' else 'non-negative'} "
+                             f"number, got {v!r}")
+    if solver_options is not None and not isinstance(solver_options, dict):
+        raise ValueError(f"solver_options must be a dict of the solver's parameters, got {type(solver_options).__name__}")
+    if solver is not None:
+        from ..mip.solvers import get_backend
+
+        get_backend(solver)
+
+
+def _check_failures(layer_stats: list[dict], what: str) -> None:
+    """Raise :class:`SolveFailureError` when more than :data:`FAIL_SHARE` of the solves so far failed."""
+    ran = failed = 0
+    for st in layer_stats:
+        for code, n in st.get("codes", {}).items():
+            if code in ("deadline", "milp-target"):
+                continue
+            ran += n
+            failed += n if _is_failure(code) else 0
+    if ran and failed > FAIL_SHARE * ran:
+        kinds = sorted({c for st in layer_stats for c in st.get("codes", {}) if _is_failure(c)})
+        raise SolveFailureError(
+            f"{failed} of {ran} {what} solves failed ({', '.join(kinds)}); the bounds would only be the initial "
+            f"fallbacks. Check the solver, its options and the time limits (more than {FAIL_SHARE:.0%} "
+            "failed solves is an error)")
 
 
 def _similar_order(W: np.ndarray, neurons: np.ndarray) -> np.ndarray:

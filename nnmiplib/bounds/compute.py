@@ -118,7 +118,9 @@ def compute_bounds(net: Network, domain, method: str = "lp", *, time_limit=None,
     domain : Box (or a ``(lo, hi)`` pair) with one coordinate per network input (1.8).
     method : "naive" | "prop22" | "interval" | "crown" | "lp" | "milp".
     time_limit, per_neuron_time_limit, n_jobs, solver, progress :
-        passed to :func:`nnmiplib.bounds.bounder.solver_bounds` for "lp" / "milp" (ignored otherwise).
+        passed to :func:`nnmiplib.bounds.bounder.solver_bounds` for "lp" / "milp" (ignored otherwise);
+        values that mean nothing (e.g. a negative time limit, ``n_jobs=0``) are a ``ValueError``
+        for every method, before any work.
     initial : Bounds to start the solver-based methods from; default :func:`cheap_bounds`.
     **kw : extra keyword arguments for the method (e.g. ``lower_slope`` for crown,
         solver options for lp/milp).
@@ -130,6 +132,15 @@ def compute_bounds(net: Network, domain, method: str = "lp", *, time_limit=None,
     net, dom = _check(net, domain)
     if method not in METHODS:
         raise ValueError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
+    from .bounder import check_solver_arguments
+
+    # arguments that mean nothing are an error for every method, before any work; the solver
+    # and its own parameters are checked only where a solver runs
+    solver_args = {k: kw[k] for k in ("time_ratio", "mip_gap", "milp_margin", "min_solve_time", "max_neurons",
+                                      "solver_options") if k in kw}
+    check_solver_arguments(time_limit=time_limit, per_neuron_time_limit=per_neuron_time_limit, n_jobs=n_jobs,
+                           solver=solver if method in ("lp", "milp") else None,
+                           **(solver_args if method in ("lp", "milp") else {}))
     if method == "naive":
         return naive_bounds(net, dom)
     if method == "prop22":
