@@ -24,7 +24,7 @@ _SUBCOMMAND_MODULES = ("vnnlib.command", "study.run", "study.book")
 def _bounds_parser(sub) -> None:
     p = sub.add_parser("bounds", help="activation bounds of an ONNX network on a box")
     p.add_argument("network", help="ONNX file of a fully connected ReLU network")
-    p.add_argument("--method", default="crown", choices=["naive", "prop22", "interval", "crown", "lp", "milp"])
+    p.add_argument("--method", default="crown", choices=["naive", "prop22", "interval", "crown", "alpha", "lp", "milp"])
     p.add_argument("--lo", type=float, default=0.0, help="lower end of the input box (every coordinate)")
     p.add_argument("--hi", type=float, default=1.0, help="upper end of the input box (every coordinate)")
     p.add_argument("--time-limit", type=float, default=None, help="total seconds for lp/milp")

@@ -3,10 +3,12 @@
 - :class:`Bounds` — signed pre-activation bounds of every layer, with their sources (``base``);
 - :func:`compute_bounds` and the cheap methods: Prop 2.1 (naive), Prop 2.2, interval
   arithmetic and CROWN back-substitution (``compute``, arrays in ``cheap``);
+- :func:`alpha_bounds` — CROWN with lower ReLU slopes optimised by projected gradient (``alpha``);
 - :func:`solver_bounds` — the Bounder (Algorithms 1 and 3): one LP or MILP per neuron,
   warm-started, over processes with work stealing (``bounder``).
 """
 
+from .alpha import alpha_bounds
 from .base import Bounds, join_sources, source_side
 from .bounder import safe_lp_bound, solver_bounds, time_split
 from .compute import (
@@ -24,6 +26,7 @@ from .compute import (
 __all__ = [
     "METHODS",
     "Bounds",
+    "alpha_bounds",
     "cheap_bounds",
     "compute_bounds",
     "crown_bounds",

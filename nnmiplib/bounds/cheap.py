@@ -25,6 +25,8 @@ import numpy as np
 __all__ = [
     "MARGIN",
     "SLOPE_RULES",
+    "backsub_upper",
+    "clip_to",
     "crown_arrays",
     "interval_arrays",
     "naive_arrays",
@@ -124,7 +126,7 @@ def _affine_interval(W, b, lo, hi):
     return widen(low, up, mag, mag)
 
 
-def _clip_to(lower, upper, ref_lo, ref_hi):
+def clip_to(lower, upper, ref_lo, ref_hi):
     """Intersect with a reference bound; where the result crosses (rounding), keep the hull."""
     lo = np.maximum(lower, ref_lo)
     hi = np.minimum(upper, ref_hi)
@@ -148,7 +150,7 @@ def interval_arrays(weights, biases, lo, hi, naive=None) -> tuple[list, list]:
     hl, hh = lo, hi
     for k, (W, b) in enumerate(zip(weights, biases)):
         l, u = _affine_interval(W, b, hl, hh)
-        l, u = _clip_to(l, u, naive[0][k], naive[1][k])
+        l, u = clip_to(l, u, naive[0][k], naive[1][k])
         lowers.append(l)
         uppers.append(u)
         hl, hh = np.maximum(l, 0.0), np.maximum(u, 0.0)
@@ -189,28 +191,51 @@ def relu_relaxation(l: np.ndarray, u: np.ndarray, lower_slope: str = "adaptive")
 SLOPE_RULES = ("adaptive", "same", "zero")
 
 
-def _backsub(m, weights, biases, relax, lo, hi, xmag):
-    """Upper bounds of [a^{m+1}; −a^{m+1}] by back-substitution through ``relax`` (see crown_arrays)."""
-    W, b = weights[m], biases[m]
-    n = W.shape[0]
-    Lam = np.vstack([W, -W])
-    c = np.concatenate([b, -b])
+def backsub_upper(Lam, c, weights, biases, relax, lo, hi, xmag=None) -> np.ndarray:
+    """Upper bounds of the rows of ``Λ h^m + c`` over the box, by back-substitution (widened).
+
+    Parameters
+    ----------
+    Lam, c : (R, n_m) coefficients on h^m and (R,) constants, one row per bounded quantity.
+    weights, biases : the affine layers ``0..m−1`` (``a^{k+1} = W^k h^k + b^k``).
+    relax : per hidden layer ``k = 0..m−1`` the relaxation ``(s_u, t_u, s_l)`` of
+        h^{k+1} = ReLU(a^{k+1}) (:func:`relu_relaxation`); ``s_l`` may be a vector (one
+        slope per neuron) or an (R, n_k) matrix (one slope per row and neuron, e.g.
+        optimised slopes), each entry in [0, 1].
+    lo, hi : the input box; ``xmag`` = max(|lo|, |hi|) (computed if None).
+
+    Returns
+    -------
+    (R,) array ``v`` with ``Λ h^m + c ≤ v`` for every reachable h^m: through a ReLU a
+    positive coefficient takes the upper relaxation and a negative one the lower one,
+    through an affine layer Λ ← Λ W, c ← c + Λ b; at the input max Λx + c = Λ⁺ hi + Λ⁻ lo + c.
+    The value is widened by ``MARGIN · (1 + |v| + S)`` with ``S`` the magnitude of the
+    terms summed (module doc).
+    """
+    if xmag is None:
+        xmag = np.maximum(np.abs(lo), np.abs(hi))
     cmag = np.abs(c)
-    for k in range(m - 1, -1, -1):  # h^{k+1} = ReLU(a^{k+1}), a^{k+1} = W^k h^k + b^k
+    for k in range(len(weights) - 1, -1, -1):  # h^{k+1} = ReLU(a^{k+1}), a^{k+1} = W^k h^k + b^k
         su, tu, sl = relax[k]
         pos = Lam > 0
         Lpos = np.where(pos, Lam, 0.0)
         c = c + Lpos @ tu
         cmag = cmag + Lpos @ tu  # tu ≥ 0 and Lpos ≥ 0
-        Lam = Lam * np.where(pos, su[None, :], sl[None, :])
+        Lam = Lam * np.where(pos, su, sl)
         c = c + Lam @ biases[k]
         cmag = cmag + np.abs(Lam) @ np.abs(biases[k])
         Lam = Lam @ weights[k]
     val = np.maximum(Lam, 0.0) @ hi + np.minimum(Lam, 0.0) @ lo + c
     mag = np.abs(Lam) @ xmag + cmag
-    up = val[:n] + MARGIN * (1.0 + np.abs(val[:n]) + mag[:n])
-    low = -val[n:] - MARGIN * (1.0 + np.abs(val[n:]) + mag[n:])
-    return low, up
+    return val + MARGIN * (1.0 + np.abs(val) + mag)
+
+
+def _backsub(m, weights, biases, relax, lo, hi, xmag):
+    """Bounds of a^{m+1}: upper bounds of the rows [W^m; −W^m] (:func:`backsub_upper`)."""
+    W, b = weights[m], biases[m]
+    n = W.shape[0]
+    v = backsub_upper(np.vstack([W, -W]), np.concatenate([b, -b]), weights[:m], biases[:m], relax, lo, hi, xmag)
+    return -v[n:], v[:n]
 
 
 def crown_arrays(weights, biases, lo, hi, interval=None, lower_slope="best") -> tuple[list, list]:
@@ -247,7 +272,7 @@ def crown_arrays(weights, biases, lo, hi, interval=None, lower_slope="best") -> 
             bad = l2 > u2  # crown alone crossed (can only be rounding): keep its hull
             if bad.any():
                 l2, u2 = np.where(bad, np.minimum(l2, u2), l2), np.where(bad, np.maximum(l2, u2), u2)
-            low, up = _clip_to(l2, u2, low, up)
+            low, up = clip_to(l2, u2, low, up)
         lowers.append(low)
         uppers.append(up)
         if m < len(weights) - 1:

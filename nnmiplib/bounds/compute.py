@@ -4,7 +4,8 @@ Every method returns a :class:`~nnmiplib.bounds.Bounds`. Methods, loosest first:
 
 - ``naive`` — Proposition 2.1; ``prop22`` — Proposition 2.2 layer by layer;
 - ``interval`` — interval arithmetic; ``crown`` — linear-relaxation back-substitution
-  (DeepPoly / CROWN), see :mod:`nnmiplib.bounds.cheap`;
+  (DeepPoly / CROWN), see :mod:`nnmiplib.bounds.cheap`; ``alpha`` — CROWN with the lower
+  ReLU slopes optimised by projected gradient (:mod:`nnmiplib.bounds.alpha`);
 - ``lp`` / ``milp`` — Algorithm 3 with relax = 1 / 0 (:func:`nnmiplib.bounds.bounder.solver_bounds`),
   seeded with the intersection of naive, interval and crown.
 """
@@ -18,6 +19,7 @@ import numpy as np
 
 from ..domains import Box, box
 from ..network import Network
+from .alpha import alpha_bounds
 from .base import Bounds, join_sources
 from .cheap import crown_arrays, interval_arrays, naive_arrays, prop22_arrays, prop22_layer
 
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-METHODS = ("naive", "prop22", "interval", "crown", "lp", "milp")
+METHODS = ("naive", "prop22", "interval", "crown", "alpha", "lp", "milp")
 
 
 # ---------------------------------------------------------------- inputs
@@ -116,7 +118,7 @@ def compute_bounds(net: Network, domain, method: str = "lp", *, time_limit=None,
     ----------
     net : Network.
     domain : Box (or a ``(lo, hi)`` pair) with one coordinate per network input (1.8).
-    method : "naive" | "prop22" | "interval" | "crown" | "lp" | "milp".
+    method : "naive" | "prop22" | "interval" | "crown" | "alpha" | "lp" | "milp".
     time_limit, per_neuron_time_limit, n_jobs, solver, progress :
         passed to :func:`nnmiplib.bounds.bounder.solver_bounds` for "lp" / "milp" (ignored otherwise);
         values that mean nothing (e.g. a negative time limit, ``n_jobs=0``) are a ``ValueError``
@@ -149,6 +151,8 @@ def compute_bounds(net: Network, domain, method: str = "lp", *, time_limit=None,
         return interval_bounds(net, dom)
     if method == "crown":
         return crown_bounds(net, dom, **kw)
+    if method == "alpha":
+        return alpha_bounds(net, dom, **kw)
     from .bounder import solver_bounds  # lazy: needs the solver backends
 
     if initial is None:
