@@ -1,0 +1,13 @@
+"""Branch and bound over ReLU phases, with batched optimised linear bounds (α-β-CROWN style).
+
+- :mod:`~nnmiplib.bab.relax` — upper bounds of objective rows for a batch of nodes (phase
+  decisions), the lower-relaxation slopes α and the split multipliers β optimised by
+  projected Adam; sound in float64 with the cheap bounds' outward widening;
+- :mod:`~nnmiplib.bab.search` — the anytime search: filtered look-ahead branching,
+  gradient-ascent incumbents re-checked in float64, exact LPs at leaves, a chunked
+  best-first queue bounded in memory.
+"""
+
+from .search import BabResult, group_value, solve
+
+__all__ = ["BabResult", "group_value", "solve"]

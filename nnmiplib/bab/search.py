@@ -1,0 +1,526 @@
+r"""ReLU branch and bound: the anytime search over phase decisions.
+
+The question is ``max_{x ∈ [lo, hi]} F(x)`` with ``F(x) = max_g min_{r ∈ g} (C_r·y(x) + d_r)``
+over the logits ``y`` of one network: rows grouped into disjuncts (each group a
+conjunction). PV's margin form is one row ``e_k − e_c`` per class ``k ≠ c``, each its own
+group; a VNN-LIB disjunct of several rows is one group. A *node* fixes the phase of some
+hidden neurons; its upper bound comes from :mod:`nnmiplib.bab.relax` (α-β-CROWN bounds
+with the intermediate bounds it was given, never re-tightened), and
+
+* **bounding** is batched: up to ``batch`` nodes are expanded together, their children
+  bounded in one call and improved by a few projected-Adam steps on α and β;
+* **branching** takes the free unstable neuron with the best score of the BaBSR kind
+  (the intercept its upper chord adds to the bound, ``Λ⁺ t_u``) after a filtered
+  look-ahead: the top ``k_candidates`` are each tried on both children with the parent's
+  α, β, and the one whose worse child has the smallest bound is kept;
+* **leaves** (no free unstable neuron left) are solved exactly: the network is linear on
+  the node's region, so an LP (HiGHS, its bound made safe from the duals) gives the node's
+  maximum and a point;
+* **the primal side** runs projected gradient ascent on ``F`` from many starts at the root,
+  and evaluates at every batch the input vertex each node's relaxation points to, polished
+  by a few gradient steps; every incumbent is ``F`` recomputed in float64 by
+  :meth:`Network.forward`;
+* **anytime**: the global dual bound is the largest bound of an open node (or the
+  incumbent once the tree is closed) and is recorded with the incumbent over time; the
+  search stops at a decision (``threshold``: a point with ``F > threshold``, or every node
+  bounded by it), at the gap ``rel_gap``/``abs_gap``, at the deadline, or when the queue
+  holds ``max_nodes`` nodes (then the open nodes' bound is still reported).
+
+Open nodes are kept in chunks (the children of one batch, halved by bound) in a heap keyed
+by each chunk's largest bound, so selection is close to best-first without sorting every
+node; when the queue passes ``max_nodes`` the deepest chunks are expanded first, which
+closes nodes fastest.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import relax as R
+
+__all__ = ["BabResult", "group_value", "solve"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BabResult:
+    """Outcome of :func:`solve`.
+
+    ``status``: ``"proved"`` (every node bounded by the threshold), ``"violated"`` (a point
+    with ``F > threshold`` found), ``"optimal"`` (gap closed), ``"time_limit"``,
+    ``"node_limit"``. ``value``/``x``: the incumbent (``F`` in float64) or None;
+    ``dual_bound``: a proven upper bound on ``max F``; ``nodes``: nodes bounded;
+    ``trajectory``: ``(seconds, dual_bound, incumbent)`` after each batch.
+    """
+
+    status: str
+    value: float | None
+    x: np.ndarray | None
+    dual_bound: float
+    nodes: int
+    time: float
+    trajectory: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+
+def group_value(rows: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """``max_g min_{r∈g} rows[..., r]`` over the last axis (rows grouped by ``groups``)."""
+    out = np.full(rows.shape[:-1] + (n_groups,), np.inf)
+    for g in range(n_groups):
+        out[..., g] = rows[..., groups == g].min(-1)
+    return out.max(-1)
+
+
+def _group_value_t(rows, groups, n_groups):
+    import torch
+
+    vals = [rows[..., torch.as_tensor(groups == g)].min(-1).values for g in range(n_groups)]
+    return torch.stack(vals, -1).max(-1).values
+
+
+class _Primal:
+    """The incumbent: best ``F`` over every point tried, recomputed in float64."""
+
+    def __init__(self, net, C, d, groups, n_groups, lo, hi):
+        self.net, self.C, self.d, self.groups, self.G = net, C, d, groups, n_groups
+        self.lo, self.hi = lo, hi
+        self.value, self.x, self.source = -math.inf, None, None
+
+    def F(self, X: np.ndarray) -> np.ndarray:
+        y = self.net.forward(X)
+        return group_value(y @ self.C.T + self.d, self.groups, self.G)
+
+    def offer(self, X: np.ndarray, source: str) -> None:
+        X = np.clip(np.atleast_2d(np.asarray(X, dtype=np.float64)), self.lo, self.hi)
+        f = self.F(X)
+        i = int(np.argmax(f))
+        if f[i] > self.value:
+            x = X[i].copy()
+            v = float(self.F(x[None])[0])  # the reported value: this point alone, in float64
+            if v > self.value:
+                self.value, self.x, self.source = v, x, source
+
+    def ascend(self, X0: np.ndarray, steps: int = 20, lr: float | None = None) -> np.ndarray:
+        """Projected gradient ascent on F (signed steps, shrinking) from the rows of ``X0``."""
+        import torch
+
+        lo, hi = torch.as_tensor(self.lo), torch.as_tensor(self.hi)
+        width = (hi - lo).clamp(min=0.0)
+        X = torch.as_tensor(np.asarray(X0, dtype=np.float64)).clone().requires_grad_(True)
+        C, d = torch.as_tensor(self.C), torch.as_tensor(self.d)
+        Ws = [torch.as_tensor(np.asarray(w)) for w in self.net.weights]
+        bs = [torch.as_tensor(np.asarray(b)) for b in self.net.biases]
+        step = 0.25 if lr is None else lr
+        for s in range(steps):
+            h = X
+            for k, (w, b) in enumerate(zip(Ws, bs)):
+                h = h @ w.T + b
+                if k < len(Ws) - 1:
+                    h = torch.relu(h)
+            f = _group_value_t(h @ C.T + d, self.groups, self.G)
+            (g,) = torch.autograd.grad(f.sum(), X)
+            with torch.no_grad():
+                X += step * (0.5 ** (s * 4 / steps)) * width * torch.sign(g)
+                X.copy_(torch.maximum(torch.minimum(X, hi), lo))
+        return X.detach().numpy()
+
+
+@dataclass(order=True)
+class _Chunk:
+    key: tuple
+    nodes: R.NodeBatch = field(compare=False)
+    ub: object = field(compare=False)  # (N, R) certified row bounds
+    depth: object = field(compare=False)  # (N,) number of decisions
+
+
+def _free_count(layers, nodes) -> object:
+    import torch
+
+    n = torch.zeros(nodes.n, dtype=torch.int64)
+    for k in range(layers.depth):
+        *_, free = R.phase_relaxation(layers.lower[k], layers.upper[k], nodes.split[k])
+        n += free.sum(-1)
+    return n
+
+
+def _scores(layers, nodes, lams, worst_row):
+    """Per hidden layer ``(N, n_k)`` BaBSR-type scores of the free neurons (−inf elsewhere)."""
+    import torch
+
+    out = []
+    idx = torch.arange(nodes.n)
+    for k in range(layers.depth):
+        l, u, _su, tu, _lin, free = R.phase_relaxation(layers.lower[k], layers.upper[k], nodes.split[k])
+        lam = lams[k][idx, worst_row]  # (N, n_k): coefficient on h^{k+1} for the node's worst row
+        s = lam.clamp(min=0.0) * tu + 1e-3 * lam.abs() * torch.minimum(u, -l).clamp(min=0.0)
+        out.append(torch.where(free, s, torch.full_like(s, -math.inf)))
+    return out
+
+
+def _children(nodes, layer_of, index_of, which):
+    """Two children per node: the decision ``(layer_of[n], index_of[n])`` set to +1 and −1."""
+    import torch
+
+    kids = nodes.take(torch.arange(nodes.n).repeat_interleave(2))
+    sign = torch.tensor([1, -1], dtype=torch.int8).repeat(nodes.n)
+    rows = torch.arange(2 * nodes.n)
+    for k in range(len(kids.split)):
+        sel = (layer_of.repeat_interleave(2) == k) & which.repeat_interleave(2)
+        if sel.any():
+            s = kids.split[k].clone()
+            s[rows[sel], index_of.repeat_interleave(2)[sel]] = sign[sel]
+            kids.split[k] = s
+    return kids
+
+
+def _choose(layers, nodes, ub, groups, n_groups, k_candidates):
+    """Branching decision per node: ``(layer, index, has_free)`` by filtered look-ahead."""
+    import torch
+
+    _, _, lams = R.bound(layers, nodes, keep_lambdas=True)
+    worst = _worst_rows(ub, groups, n_groups)
+    scores = _scores(layers, nodes, lams, worst)
+    flat = torch.cat(scores, dim=1)  # (N, Σ n_k)
+    sizes = layers.sizes
+    offsets = np.cumsum([0, *sizes])
+    has = torch.isfinite(flat).any(1)
+    k = max(1, min(k_candidates, flat.shape[1]))
+    top = flat.topk(k, dim=1)
+    best_layer = torch.zeros(nodes.n, dtype=torch.int64)
+    best_index = torch.zeros(nodes.n, dtype=torch.int64)
+    best_val = torch.full((nodes.n,), math.inf, dtype=torch.float64)
+    for j in range(k):
+        cand = top.indices[:, j]
+        ok = torch.isfinite(top.values[:, j]) & has
+        layer = torch.as_tensor(np.searchsorted(offsets, cand.numpy(), side="right") - 1)
+        index = cand - torch.as_tensor(offsets)[layer]
+        if k == 1:
+            best_layer, best_index = layer, index
+            break
+        kids = _children(nodes, layer, index, ok)
+        val, mag, _ = R.bound(layers, kids)
+        v = _group_value_t(R.certified(val, mag), groups, n_groups).view(nodes.n, 2).max(1).values
+        better = ok & (v < best_val)
+        best_val = torch.where(better, v, best_val)
+        best_layer = torch.where(better, layer, best_layer)
+        best_index = torch.where(better, index, best_index)
+    return best_layer, best_index, has
+
+
+def _worst_rows(ub, groups, n_groups):
+    """Per node, the row that decides its value: the binding (smallest) row of its largest group."""
+    import torch
+
+    best_g, best_r = None, None
+    for g in range(n_groups):
+        cols = torch.as_tensor(np.flatnonzero(groups == g))
+        v, i = ub[:, cols].min(1)
+        r = cols[i]
+        if best_g is None:
+            best_g, best_r = v, r
+        else:
+            take = v > best_g
+            best_g, best_r = torch.where(take, v, best_g), torch.where(take, r, best_r)
+    return best_r
+
+
+def _input_vertices(layers, nodes, worst):
+    """The input corner that maximises each node's relaxation of its worst row."""
+    import torch
+
+    Lam = _input_coefficients(layers, nodes)[torch.arange(nodes.n), worst]
+    return layers.full_input(torch.where(Lam > 0, layers.hi, layers.lo).numpy())
+
+
+def _input_coefficients(layers, nodes):
+    import torch
+
+    N, R_, L = nodes.n, layers.n_rows, layers.depth
+    with torch.no_grad():
+        Lam = layers.C.expand(N, R_, -1) @ layers.W[L]
+        for k in range(L - 1, -1, -1):
+            _l, _u, su, _tu, lin, free = R.phase_relaxation(layers.lower[k], layers.upper[k], nodes.split[k])
+            su, lin, free = su[:, None, :], lin[:, None, :], free[:, None, :]
+            slope_lo = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin)
+            A = torch.where(Lam > 0, Lam * su, Lam * slope_lo)
+            A = A + nodes.beta[k].clamp(min=0.0) * nodes.split[k].to(torch.float64)[:, None, :]
+            Lam = A @ layers.W[k]
+    return Lam
+
+
+def _leaf_lp(net, layers, split_row, lo, hi, C, d, groups, n_groups, time_limit):
+    """Exact maximum of F on a leaf (every neuron's phase known): one LP per group (HiGHS).
+
+    With every phase fixed the network is linear on the node's region, which the
+    pre-activation column bounds (clipped to the decided signs) describe; ``t ≤ C_r y + d_r``
+    for the rows of a group and ``max t`` give the group's maximum. Returns the safe bound
+    (from the duals) over the groups and the input of the best LP point.
+    """
+    import scipy.sparse as sp
+    import torch
+
+    from ..domains import Box
+    from ..mip import encode
+    from ..mip.solvers import get_backend
+    from ..mip.solvers.base import Status, safe_lp_bound
+
+    lower, upper = [], []
+    for k, s in enumerate(layers.full_split(split_row)):
+        l, u, *_ = R.phase_relaxation(torch.as_tensor(layers.full_lower[k]), torch.as_tensor(layers.full_upper[k]),
+                                      torch.as_tensor(s)[None])
+        lower.append(l[0].numpy())
+        upper.append(u[0].numpy())
+    # logit and objective bounds by interval arithmetic from the last hidden layer (tight column
+    # bounds keep the safe LP bound close to the LP's value)
+    W, b = np.asarray(net.weights[-1]), np.asarray(net.biases[-1])
+    h_lo, h_hi = np.maximum(lower[-1], 0.0), np.maximum(upper[-1], 0.0)
+    y_lo = np.clip(W, None, 0) @ h_hi + np.clip(W, 0, None) @ h_lo + b
+    y_hi = np.clip(W, 0, None) @ h_hi + np.clip(W, None, 0) @ h_lo + b
+    pad = 1e-6 * (1.0 + np.abs(W) @ h_hi + np.abs(b))
+    y_lo, y_hi = y_lo - pad, y_hi + pad
+    r_hi = np.clip(C, 0, None) @ y_hi + np.clip(C, None, 0) @ y_lo + d
+    r_lo = np.clip(C, 0, None) @ y_lo + np.clip(C, None, 0) @ y_hi + d
+    big = float(np.max(np.abs(np.concatenate([r_lo, r_hi])))) + 1.0
+    bd = type("LeafBounds", (), {})()
+    bd.lower, bd.upper = [*lower, y_lo], [*upper, y_hi]
+    best, best_x = -math.inf, None
+    for g in range(n_groups):
+        rows = np.flatnonzero(groups == g)
+        model = encode(net, Box(lo, hi), bd, relax=True)
+        y = model.nets[0].a[-1]
+        t = int(model.add_vars(1, -big, big)[0])
+        A = sp.lil_matrix((len(rows), model.n_vars))
+        for i, r in enumerate(rows):
+            A[i, y] = -C[r]
+            A[i, t] = 1.0
+        model.add_rows(A.tocsr(), -np.inf, d[rows])
+        c = np.zeros(model.n_vars)
+        c[t] = 1.0
+        model.set_objective(c, "max")
+        sol = get_backend("highs")(model, threads=1).solve(time_limit)
+        if sol.status is Status.INFEASIBLE:  # the decisions contradict each other: an empty node
+            continue
+        ub = safe_lp_bound(model, c, "max", sol.row_dual) if sol.row_dual is not None else math.inf
+        if sol.x is not None and (best_x is None or ub > best):
+            best_x = np.asarray(sol.x)[model.x]
+        best = max(best, ub)
+    return best, best_x
+
+
+def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | None = None,
+          rel_gap: float = 1e-2, abs_gap: float = 1e-6, time_limit: float | None = 60.0, batch: int | None = None,
+          root_iterations: int = 60, iterations: int = 12, k_candidates: int = 4, max_nodes: int | None = None,
+          attack_starts: int = 64, threads: int | None = None, seed: int = 0,
+          initial_points=None) -> BabResult:
+    """Branch and bound on ReLU phases for ``max F`` (see the module doc).
+
+    Parameters
+    ----------
+    net : Network.
+    lo, hi : the input box.
+    C, d : objective rows ``C y + d`` over the logits (``R × K``, ``R``).
+    lower, upper : intermediate pre-activation bounds of the hidden layers (the Big-M
+        constants; e.g. ``Bounds.lower[:-1]``) — used as they are at every node.
+    groups : group (disjunct) of each row (default: every row its own group).
+    threshold : decision mode: stop at a point with ``F > threshold`` or once every node is
+        bounded by it. None: optimise to ``rel_gap``/``abs_gap``.
+    time_limit : seconds (wall clock, from the call).
+    batch : nodes expanded per step (default: by network size).
+    root_iterations, iterations : Adam steps on α, β at the root and per batch of children.
+    k_candidates : look-ahead width of the branching (1: the score alone).
+    max_nodes : cap on open nodes (default: by memory, about 1 GB of α, β).
+    attack_starts : gradient-ascent starts at the root.
+    threads : torch threads (default 1: small batches lose more to thread start-up than they gain).
+    initial_points : inputs to offer as incumbents first (e.g. a reference image).
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    deadline = None if time_limit is None else t0 + float(time_limit)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(int(threads or 1))
+    try:
+        return _solve(net, np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64),
+                      np.atleast_2d(np.asarray(C, dtype=np.float64)), np.ravel(np.asarray(d, dtype=np.float64)),
+                      lower, upper, groups, threshold, rel_gap, abs_gap, deadline, batch, root_iterations, iterations,
+                      k_candidates, max_nodes, attack_starts, seed, initial_points, t0)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
+           iterations, k_candidates, max_nodes, attack_starts, seed, initial_points, t0):
+    import torch
+
+    groups = np.arange(C.shape[0]) if groups is None else np.asarray(groups, dtype=np.int64)
+    G = int(groups.max()) + 1
+    layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
+    n_rows = layers.n_rows
+    per_node = 16 * n_rows * sum(layers.sizes) + 2 * sum(layers.sizes)  # bytes of α, β, splits
+    if max_nodes is None:
+        max_nodes = int(max(2_000, min(500_000, 1e9 / per_node)))
+    if batch is None:
+        work = n_rows * sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)  # flops per node per pass
+        batch = int(max(8, min(512, 4e8 / max(work, 1))))
+    rng = np.random.default_rng(seed)
+    primal = _Primal(net, C, d, groups, G, lo, hi)
+    traj, stats = [], {"batches": 0, "leaves": 0, "max_open": 0, "batch": batch}
+
+    def now():
+        return time.perf_counter() - t0
+
+    def out_of_time():
+        return deadline is not None and time.perf_counter() >= deadline
+
+    def decided_by_point():
+        return threshold is not None and primal.value > threshold
+
+    # ---------------------------------------------------------------- root
+    if initial_points is not None:
+        primal.offer(initial_points, "given")
+    if attack_starts:
+        starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
+        starts[0], starts[1 % attack_starts] = (lo + hi) / 2, primal.x if primal.x is not None else (lo + hi) / 2
+        primal.offer(primal.ascend(starts, steps=30), "attack")
+    root = R.NodeBatch.root(layers)
+    ub, root = R.optimise(layers, root, iterations=root_iterations,
+                          stop_below=None if threshold is None else torch.tensor([threshold]))
+    root_value = float(_group_value_t(ub, groups, G)[0])
+    nodes_bounded = 1
+    heap: list[_Chunk] = []
+    open_count = 0
+    counter = 0
+    pruned = -math.inf  # largest bound of a node dropped (at the threshold or the incumbent)
+
+    def push(nodes, rows_ub, depth):
+        nonlocal open_count, counter
+        if nodes.n == 0:
+            return
+        v = _group_value_t(rows_ub, groups, G)
+        order = torch.argsort(v, descending=True)
+        halves = [order[: (len(order) + 1) // 2], order[(len(order) + 1) // 2:]] if len(order) > 8 else [order]
+        for h in halves:
+            if len(h) == 0:
+                continue
+            counter += 1
+            key = (-float(v[h].max()), -int(depth[h].max()), counter)
+            heapq.heappush(heap, _Chunk(key, nodes.take(h), rows_ub[h], depth[h]))
+            open_count += len(h)
+
+    def global_bound():
+        """max F ≤ the largest bound of an open or dropped node (or the incumbent)."""
+        top = -heap[0].key[0] if heap else -math.inf
+        return max(top, pruned, primal.value)
+
+    def drop(rows_ub, keep):
+        nonlocal pruned
+        if (~keep).any():
+            pruned = max(pruned, float(_group_value_t(rows_ub[~keep], groups, G).max()))
+
+    def finished():
+        if decided_by_point():
+            return "violated"
+        if threshold is not None and global_bound() <= threshold:
+            return "proved"
+        if threshold is None and primal.x is not None:
+            gb = global_bound()
+            if gb - primal.value <= max(abs_gap, rel_gap * abs(primal.value)):
+                return "optimal"
+        if not heap and threshold is None:
+            return "optimal" if primal.x is not None else "proved"
+        return None
+
+    worst = _worst_rows(ub, groups, G)
+    primal.offer(_input_vertices(layers, root, worst), "relaxation")
+    keep = _keep_mask(ub, groups, G, threshold, primal, abs_gap, rel_gap)
+    drop(ub, keep)
+    if bool(keep[0]):
+        push(root, ub, torch.zeros(1, dtype=torch.int64))
+    traj.append((now(), global_bound(), primal.value))
+    status = finished()
+    # ---------------------------------------------------------------- loop
+    while status is None and heap:
+        if out_of_time():
+            status = "time_limit"
+            break
+        if open_count >= max_nodes:
+            status = "node_limit"
+            break
+        take, got = [], 0
+        if open_count > max_nodes // 2:  # memory pressure: deepest first
+            heap.sort(key=lambda c: (-int(c.depth.max()), c.key))
+            heapq.heapify(heap)
+        while heap and got < batch:
+            ch = heapq.heappop(heap)
+            take.append(ch)
+            got += ch.nodes.n
+            open_count -= ch.nodes.n
+        nodes = R.NodeBatch.cat([c.nodes for c in take])
+        rows_ub = torch.cat([c.ub for c in take])
+        depth = torch.cat([c.depth for c in take])
+        # re-check against the incumbent found since these were queued
+        keep = _keep_mask(rows_ub, groups, G, threshold, primal, abs_gap, rel_gap)
+        drop(rows_ub, keep)
+        nodes, rows_ub, depth = nodes.take(keep), rows_ub[keep], depth[keep]
+        if nodes.n == 0:
+            continue
+        layer, index, has_free = _choose(layers, nodes, rows_ub, groups, G, k_candidates)
+        leaves = ~has_free
+        if leaves.any():  # every phase known: solve the node exactly
+            for n in torch.nonzero(leaves).flatten().tolist():
+                left = None if deadline is None else max(deadline - time.perf_counter(), 0.1)
+                val, x = _leaf_lp(net, layers, [s[n] for s in nodes.split], lo, hi, C, d, groups, G, left)
+                stats["leaves"] += 1
+                pruned = max(pruned, val)  # the leaf is closed with its exact (safe) maximum
+                if x is not None:
+                    primal.offer(x, "leaf-lp")
+                if threshold is None and val > primal.value + abs_gap:
+                    log.debug("leaf LP bound %.6g above its point %.6g", val, primal.value)
+            nodes, rows_ub, depth, layer, index = (nodes.take(has_free), rows_ub[has_free], depth[has_free],
+                                                   layer[has_free], index[has_free])
+        if nodes.n:
+            kids = _children(nodes, layer, index, torch.ones(nodes.n, dtype=torch.bool))
+            parent_ub = rows_ub.repeat_interleave(2, 0)
+            stop = None if threshold is None else torch.full((kids.n,), float(threshold))
+            kub, kids = R.optimise(layers, kids, iterations=iterations, best=parent_ub, stop_below=stop)
+            nodes_bounded += kids.n
+            kdepth = depth.repeat_interleave(2) + 1
+            worst = _worst_rows(kub, groups, G)
+            # primal: the relaxation's corner of the most promising children, polished
+            v = _group_value_t(kub, groups, G)
+            top = torch.argsort(v, descending=True)[: min(16, kids.n)]
+            X = _input_vertices(layers, kids.take(top), worst[top])
+            primal.offer(X, "relaxation")
+            if not decided_by_point():
+                primal.offer(primal.ascend(X, steps=10), "relaxation+ascent")
+            keep = _keep_mask(kub, groups, G, threshold, primal, abs_gap, rel_gap)
+            drop(kub, keep)
+            push(kids.take(keep), kub[keep], kdepth[keep])
+        stats["batches"] += 1
+        stats["max_open"] = max(stats["max_open"], open_count)
+        traj.append((now(), global_bound(), primal.value))
+        status = finished()
+    if status is None:
+        status = finished() or ("time_limit" if heap else "proved")
+    dual = global_bound()
+    res = BabResult(status, primal.value if primal.x is not None else None, primal.x, float(dual), nodes_bounded,
+                    now(), traj, {**stats, "open": open_count, "root_bound": root_value,
+                                  "incumbent_source": primal.source})
+    return res
+
+
+def _keep_mask(rows_ub, groups, n_groups, threshold, primal, abs_gap, rel_gap):
+    """Nodes whose bound can still matter: above the threshold, or above the incumbent plus the gap."""
+    v = _group_value_t(rows_ub, groups, n_groups)
+    if threshold is not None:
+        return v > threshold
+    if primal.x is None:
+        return v > -math.inf
+    return v > primal.value + max(abs_gap, rel_gap * abs(primal.value))

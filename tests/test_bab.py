@@ -1,0 +1,141 @@
+"""ReLU branch and bound (nnmiplib.bab): node bounds contain every reachable value, the search's
+dual bound is never below the true maximum, decisions agree with brute force and the MILP."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import nnmiplib as nm
+from nnmiplib.bab import group_value, relax, solve
+from nnmiplib.bounds import crown_bounds, interval_bounds
+
+
+def rnet(sizes, seed, scale=2.0):
+    r = np.random.default_rng(seed)
+    W = [r.normal(0, scale / np.sqrt(a), (b, a)) for a, b in itertools.pairwise(sizes)]
+    B = [r.normal(0, 0.3, b) for b in sizes[1:]]
+    return nm.Network(W, B)
+
+
+def grid2(n=401):
+    g = np.linspace(0.0, 1.0, n)
+    return np.array(np.meshgrid(g, g)).reshape(2, -1).T
+
+
+ROWS = (np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 1.0, 0.0, -1.0], [-0.5, 0.0, 1.0, 0.0]]), np.array([0.0, 0.1, -0.2]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_node_bounds_contain_every_point_of_the_node(seed):
+    """Any α ∈ [0,1], β ≥ 0 and decisions: the bound is above every input whose phases match the node."""
+    net = rnet([2, 8, 8, 4], seed)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C, d)
+    rng = np.random.default_rng(seed)
+    N = 24
+    nodes = relax.NodeBatch.root(layers, N)
+    X = grid2(201)
+    pre = net.preactivations(X)  # per hidden layer (n, width)
+    for k, s in enumerate(layers.sizes):
+        nodes.split[k] = torch.as_tensor(rng.choice([-1, 0, 0, 1], size=(N, s)).astype(np.int8))
+        nodes.alpha[k] = torch.as_tensor(rng.uniform(0, 1, size=(N, 3, s)))
+        nodes.beta[k] = torch.as_tensor(rng.exponential(0.5, size=(N, 3, s)))
+    val, mag, _ = relax.bound(layers, nodes)
+    ub = relax.certified(val, mag).numpy()
+    F = net.forward(X) @ C.T + d
+    kept = [np.flatnonzero(kp) for kp in layers.keep]
+    for n in range(N):
+        inside = np.ones(len(X), dtype=bool)
+        for k in range(net.depth):
+            s = nodes.split[k][n].numpy()
+            a = pre[k][:, kept[k]]
+            inside &= np.all((s <= 0) | (a >= 0), axis=1) & np.all((s >= 0) | (a <= 0), axis=1)
+        if inside.any():
+            assert np.all(F[inside].max(0) <= ub[n] + 1e-9), (n, F[inside].max(0), ub[n])
+
+
+def test_reduced_layers_give_the_full_networks_bound():
+    """Pinned inputs folded into the bias and stably inactive neurons dropped: same bound, same points."""
+    net = rnet([6, 10, 10, 4], 3)
+    lo = np.array([0.0, 0.2, 0.5, 0.5, 0.0, 0.1])
+    hi = np.array([1.0, 0.2, 0.9, 0.5, 1.0, 0.1])
+    dom = nm.domains.box(lo, hi)
+    b = crown_bounds(net, dom)
+    C, d = ROWS
+    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], lo, hi, C, d)
+    assert layers.lo.numel() == 3 and sum(layers.sizes) <= 20
+    ub = relax.certified(*relax.bound(layers, relax.NodeBatch.root(layers))[:2]).numpy()[0]
+    X = np.random.default_rng(0).uniform(lo, hi, size=(20_000, 6))
+    assert np.all((net.forward(X) @ C.T + d).max(0) <= ub)
+    x = layers.full_input(np.full(3, 0.3))[0]
+    assert np.allclose(x[[1, 3, 5]], [0.2, 0.5, 0.1]) and np.allclose(x[[0, 2, 4]], 0.3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_optimisation_reaches_the_brute_force_maximum(seed):
+    net = rnet([2, 10, 10, 8, 4], seed)
+    dom = nm.domains.unit_box(2)
+    b = crown_bounds(net, dom)
+    C, d = ROWS
+    X = grid2(601)
+    brute = float(group_value(net.forward(X) @ C.T + d, np.arange(3), 3).max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=60, rel_gap=1e-6,
+              abs_gap=1e-7)
+    assert r.dual_bound >= brute - 1e-9  # sound: never below a reachable value
+    assert r.status == "optimal"
+    assert r.value == pytest.approx(float((net.forward(r.x[None]) @ C.T + d).max()), abs=1e-12)  # float64 re-check
+    assert r.value >= brute - 1e-3 and r.dual_bound - r.value <= max(1e-7, 1e-6 * abs(r.value)) + 1e-9
+    assert dom.contains(r.x)
+    assert [t for t, _, _ in r.trajectory] == sorted(t for t, _, _ in r.trajectory)
+
+
+def test_groups_take_the_minimum_within_and_the_maximum_across():
+    rows = np.array([[1.0, 5.0, -2.0], [3.0, 0.0, 7.0]])
+    assert group_value(rows, np.array([0, 0, 1]), 2).tolist() == [1.0, 7.0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_decisions_agree_with_brute_force_and_prove_or_violate(seed):
+    net = rnet([2, 12, 8, 4], seed + 10)
+    dom = nm.domains.unit_box(2)
+    b = crown_bounds(net, dom)
+    C, d = ROWS[0][:1], ROWS[1][:1]
+    brute = float((net.forward(grid2(801)) @ C.T + d).max())
+    above = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], threshold=brute + 0.05,
+                  time_limit=60)
+    assert above.status == "proved" and above.dual_bound <= brute + 0.05 + 1e-9
+    below = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], threshold=brute - 0.05,
+                  time_limit=60)
+    assert below.status == "violated" and below.value > brute - 0.05
+    assert float((net.forward(below.x[None]) @ C.T + d).max()) == below.value
+
+
+def test_leaves_are_solved_exactly_by_lp():
+    """A net small enough that the search splits every unstable neuron: the leaf LPs close the gap."""
+    net = rnet([2, 3, 3, 2], 7, scale=3.0)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = np.array([[1.0, -1.0]]), np.zeros(1)
+    brute = float((net.forward(grid2(1001)) @ C.T + d).max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=60, rel_gap=1e-9,
+              abs_gap=1e-9, iterations=0, root_iterations=0, attack_starts=0, k_candidates=1)
+    assert r.dual_bound >= brute - 1e-9 and r.value >= brute - 1e-4
+    assert r.status == "optimal"
+
+
+def test_time_limit_keeps_a_valid_bound():
+    net = rnet([2, 40, 40, 40, 4], 1, scale=2.5)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    brute = float(group_value(net.forward(grid2(601)) @ C.T + d, np.arange(3), 3).max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=1.0, rel_gap=0.0,
+              abs_gap=0.0, iterations=2)
+    assert r.dual_bound >= brute - 1e-9
+    assert r.time < 10
