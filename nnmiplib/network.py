@@ -296,10 +296,15 @@ class Network:
         return cls(weights, biases, name=name or Path(path).stem)
 
     def to_onnx(self, path, *, input_shape=None, dtype: str = "float32", opset: int = 17) -> Path:
-        """Write this network as an ONNX graph of Gemm/Relu nodes (``dtype`` float32 or float64)."""
+        """Write this network as an ONNX graph of Gemm/Relu nodes (``dtype`` float32 or float64).
+
+        The model is serialised first and written atomically (:func:`nnmiplib.paths.atomic_write_bytes`):
+        if the write fails, an existing file at ``path`` is left as it was.
+        """
         from .onnx_io import write_graph
 
-        return write_graph(self._weights, self._biases, path, input_shape, name=self.name, dtype=dtype, opset=opset)
+        return write_graph(self._weights, self._biases, path, input_shape, writer=atomic_write_bytes, name=self.name,
+                           dtype=dtype, opset=opset)
 
     # -------------------------------------------------------------- save/load
     def save(self, path) -> Path:

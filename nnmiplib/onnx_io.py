@@ -1,19 +1,40 @@
 """ONNX in and out for fully connected ReLU networks (SPEC §0: N = (W, B)), as arrays.
 
 :func:`read_graph` returns the layers ``(weights, biases)`` of a graph and its interface
-(:class:`OnnxInfo`); :func:`write_graph` writes layers as a graph. They work on arrays so
-that :class:`~nnmiplib.Network` (``Network.from_onnx`` / ``Network.to_onnx``) sits above
-this module; :func:`nnmiplib.vnnlib.load_onnx` gives a network and its interface at once.
+(:class:`OnnxInfo`); :func:`graph_bytes` serialises layers as a graph and
+:func:`write_graph` hands those bytes to a writer. They work on arrays so that
+:class:`~nnmiplib.Network` (``Network.from_onnx`` / ``Network.to_onnx``) sits above this
+module; :func:`nnmiplib.vnnlib.load_onnx` gives a network and its interface at once.
 
-Reading walks the graph in topological order and keeps the single data-dependent
-tensor as an affine map of the last post-ReLU vector, ``t = A h + c``. Affine operators
-(``Gemm``, ``MatMul``, ``Add``/``Sub``/``Mul``/``Div`` by constants, ``BatchNormalization``)
-compose into (A, c); shape operators (``Flatten``, ``Reshape``, ``Squeeze``, ``Unsqueeze``,
-``Identity``, ``Dropout``) only change the tracked shape, because every tensor is
-flattened in row-major order; ``Relu`` closes a layer (W^l, b^l) = (A, c) and starts a
-new identity map. An input normalisation (``Sub``/``Div``/``Mul`` by constants) is
-therefore folded exactly (in real arithmetic) into the first layer. Nodes whose
-inputs are all constants are evaluated by :mod:`onnx.reference`.
+Reading walks the graph in topological order and keeps every data-dependent tensor as an
+affine map of the last post-ReLU vector, ``t = A h + c`` (flattened row-major, with its
+shape tracked). :data:`OPERATORS` is the one table of what the reader accepts (and what
+``nnmiplib supports --onnx-operators`` reports):
+
+- affine operators compose into (A, c): ``Gemm``, ``MatMul`` with one constant operand,
+  ``Add``/``Sub`` (of a constant, or of two tensors on the same post-ReLU vector),
+  ``Mul``/``Div`` by a constant, ``BatchNormalization`` (inference, per channel on axis 1).
+  ``Add``/``Sub``/``Mul``/``Div`` broadcast multidirectionally (numpy rules, any ranks);
+- data-movement operators select, repeat or reorder elements: ``Flatten``, ``Reshape``,
+  ``Squeeze``, ``Unsqueeze``, ``Identity``, ``Dropout`` (inference), ``Transpose``,
+  ``Slice``, ``Gather`` (constant indices), ``Concat`` (of data-dependent tensors on the
+  same post-ReLU vector and constants). They are evaluated by :mod:`onnx.reference` on a
+  tensor of element *indices* — the element each output takes is read off, so they are
+  exact and follow the ONNX definitions (negative indices, steps, axes) without
+  hand-written index arithmetic;
+- ``Cast`` between float types, when it does not narrow below the graph input's element
+  type (then it is the identity in real arithmetic, and the floating-point margins of
+  :mod:`nnmiplib.vnnlib.witness` cover it); ``Shape``, ``Constant``, ``ConstantOfShape``;
+- ``Relu`` closes a layer (W^l, b^l) = (A, c) and starts a new identity map.
+
+An input normalisation (``Sub``/``Div``/``Mul`` by constants) is therefore folded exactly
+(in real arithmetic) into the first layer. Nodes whose inputs are all constants are
+evaluated by :mod:`onnx.reference`. A graph that uses only these operators but leaves the
+affine-ReLU fragment — a product of two data-dependent tensors (``X * X``), a division
+by one, a data-dependent shape or index argument, a narrowing cast, branches on
+different post-ReLU vectors — raises :class:`UnsupportedConstructError` (a
+``ValueError``) with a one-line reason; an operator outside the table raises a plain
+``ValueError`` naming it.
 
 Graphs are read with the ``onnx`` package (no hand-parsed protobuf).
 """
@@ -26,21 +47,50 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ONNX_OPSET_RANGE", "SUPPORTED_OPS", "OnnxInfo", "read_graph", "write_graph"]
+__all__ = ["ONNX_OPSET_RANGE", "OPERATORS", "SUPPORTED_OPS", "OnnxInfo", "UnsupportedConstructError", "graph_bytes",
+           "read_graph", "write_graph"]
 
 log = logging.getLogger(__name__)
 
+#: The one table of operators the reader accepts: name → how (``supports --onnx-operators`` lists the names).
+OPERATORS = {
+    "Gemm": "affine (constant B and C)",
+    "MatMul": "one constant operand",
+    "Add": "a constant, or two tensors on the same post-ReLU vector; multidirectional broadcasting",
+    "Sub": "a constant, or two tensors on the same post-ReLU vector; multidirectional broadcasting",
+    "Mul": "by a constant; multidirectional broadcasting",
+    "Div": "by a non-zero constant; multidirectional broadcasting",
+    "BatchNormalization": "inference, per channel (axis 1)",
+    "Relu": "closes a layer",
+    "Flatten": "data movement",
+    "Reshape": "data movement (constant shape)",
+    "Squeeze": "data movement (constant axes)",
+    "Unsqueeze": "data movement (constant axes)",
+    "Identity": "data movement",
+    "Dropout": "inference: the identity",
+    "Transpose": "data movement",
+    "Slice": "data movement (constant starts, ends, axes, steps)",
+    "Gather": "data movement (constant indices)",
+    "Concat": "data movement (tensors on the same post-ReLU vector, and constants)",
+    "Cast": "between float types, not narrower than the graph input",
+    "Shape": "of any tensor (a constant)",
+    "Constant": "tensor-valued",
+    "ConstantOfShape": "of a constant shape",
+}
 #: Operators this reader understands (reported by ``nnmiplib supports --onnx-operators``).
-SUPPORTED_OPS = (
-    "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "Flatten", "Reshape", "Squeeze",
-    "Unsqueeze", "Identity", "Dropout", "Constant", "BatchNormalization",
-)
-#: Also accepted: on constants only (shape arithmetic of exported graphs), or as a float cast.
-_CONST_OPS = ("Shape", "Gather", "Concat", "Cast", "ConstantOfShape", "Slice")
+SUPPORTED_OPS = tuple(OPERATORS)
 #: Opset range tested with this reader (Reshape/Squeeze forms of opset 5-24 handled).
 ONNX_OPSET_RANGE = (7, 24)
 
-_SHAPE_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+#: Data-movement operators: the positions of their data inputs ("all": every input).
+_MOVE_OPS = {"Flatten": (0,), "Reshape": (0,), "Squeeze": (0,), "Unsqueeze": (0,), "Identity": (0,),
+             "Dropout": (0,), "Transpose": (0,), "Slice": (0,), "Gather": (0,), "Concat": "all"}
+#: ONNX float element types and their widths in bits (Cast on data-dependent tensors).
+_FLOAT_BITS = {1: 32, 10: 16, 11: 64, 16: 16}
+
+
+class UnsupportedConstructError(ValueError):
+    """The graph uses supported operators outside the affine-ReLU fragment (e.g. ``X * X``)."""
 
 
 @dataclass(frozen=True)
@@ -79,18 +129,28 @@ def _shape_of(value_info) -> tuple[int, ...]:
 
 
 class _Dyn:
-    """The data-dependent tensor: flat value ``A @ h + c`` with a tracked ``shape``."""
+    """A data-dependent tensor: flat value ``A @ h + c`` with a tracked ``shape``; ``basis``
+    numbers the post-ReLU vector ``h`` (0: the graph input, k: the output of the k-th Relu)."""
 
-    def __init__(self, A: np.ndarray, c: np.ndarray, shape: tuple[int, ...]):
-        self.A, self.c, self.shape = A, c, tuple(int(s) for s in shape)
+    def __init__(self, A: np.ndarray, c: np.ndarray, shape: tuple[int, ...], basis: int):
+        self.A, self.c, self.shape, self.basis = A, c, tuple(int(s) for s in shape), int(basis)
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape)) if self.shape else 1
 
+    def take(self, idx: np.ndarray) -> _Dyn:
+        """The tensor whose elements are this one's at the flat indices ``idx`` (shape of ``idx``)."""
+        flat = np.asarray(idx, dtype=np.int64).reshape(-1)
+        return _Dyn(self.A[flat], self.c[flat], np.shape(idx), self.basis)
 
-def _err(node, msg: str) -> ValueError:
-    return ValueError(f"ONNX node {node.name or '<unnamed>'!r} ({node.op_type}): {msg}")
+
+def _err(node, msg: str, cls=ValueError) -> ValueError:
+    return cls(f"ONNX node {node.name or '<unnamed>'!r} ({node.op_type}): {msg}")
+
+
+def _unsupported(node, msg: str) -> UnsupportedConstructError:
+    return _err(node, msg, UnsupportedConstructError)
 
 
 def _attrs(node) -> dict:
@@ -99,28 +159,115 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _fold_constant(node, consts: dict, opset: int) -> list[np.ndarray]:
-    """Evaluate a node whose inputs are all constants with the ONNX reference runtime."""
+def _run_node(node, inputs: dict[str, np.ndarray], opset: int) -> list[np.ndarray]:
+    """Evaluate one node on the given input arrays with the ONNX reference runtime."""
     import onnx
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    ins = [n for n in node.input if n]
-    inits = [numpy_helper.from_array(np.asarray(consts[n]), name=n) for n in ins]
-    outs = [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output]
+    inits = [numpy_helper.from_array(np.asarray(inputs[n]), name=n) for n in node.input if n]
+    outs = [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o]
     graph = helper.make_graph([node], "fold", [], outs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 7))])
     return [np.asarray(v) for v in ReferenceEvaluator(model).run(None, {})]
 
 
 def _broadcast_flat(const: np.ndarray, shape: tuple[int, ...], node) -> np.ndarray:
+    """``const`` broadcast unidirectionally to ``shape`` (Gemm's C), flattened."""
     try:
         out_shape = np.broadcast_shapes(np.shape(const), shape)
     except ValueError:
         raise _err(node, f"constant of shape {np.shape(const)} does not broadcast to {shape}") from None
-    if int(np.prod(out_shape)) != int(np.prod(shape)):
+    if out_shape != tuple(shape):
         raise _err(node, f"constant of shape {np.shape(const)} would enlarge the tensor {shape}")
     return np.broadcast_to(np.asarray(const, dtype=np.float64), shape).reshape(-1)
+
+
+def _broadcast(x: _Dyn, shape: tuple[int, ...]) -> _Dyn:
+    """``x`` broadcast (numpy / ONNX multidirectional rules) to ``shape``, repeating its elements."""
+    if x.shape == tuple(shape):
+        return x
+    return x.take(np.broadcast_to(np.arange(x.size).reshape(x.shape), shape))
+
+
+def _elementwise(node, op: str, a, b) -> _Dyn:
+    """``a op b`` for Add/Sub/Mul/Div with at least one data-dependent operand (multidirectional broadcasting)."""
+    da, db = isinstance(a, _Dyn), isinstance(b, _Dyn)
+    sa = a.shape if da else np.shape(a)
+    sb = b.shape if db else np.shape(b)
+    try:
+        shape = np.broadcast_shapes(sa, sb)
+    except ValueError:
+        raise _err(node, f"operands of shapes {sa} and {sb} do not broadcast (numpy rules)") from None
+    if da and db:
+        if op in ("Mul", "Div"):
+            what = "a product" if op == "Mul" else "a division"
+            raise _unsupported(node, f"{what} of two data-dependent tensors is not affine")
+        if a.basis != b.basis:
+            raise _unsupported(node, "operands computed from different ReLU layers (a branch or skip "
+                                     "connection); only chains of layers are supported")
+        x, y = _broadcast(a, shape), _broadcast(b, shape)
+        sgn = 1.0 if op == "Add" else -1.0
+        return _Dyn(x.A + sgn * y.A, x.c + sgn * y.c, shape, x.basis)
+    x = _broadcast(a if da else b, shape)
+    k = np.broadcast_to(np.asarray(b if da else a, dtype=np.float64), shape).reshape(-1)
+    if op == "Add":
+        return _Dyn(x.A, x.c + k, shape, x.basis)
+    if op == "Sub":
+        return _Dyn(x.A, x.c - k, shape, x.basis) if da else _Dyn(-x.A, k - x.c, shape, x.basis)
+    if op == "Mul":
+        return _Dyn(k[:, None] * x.A, k * x.c, shape, x.basis)
+    if not da:
+        raise _unsupported(node, "division by a data-dependent tensor is not affine")
+    if np.any(k == 0):
+        raise _err(node, "division by zero")
+    return _Dyn(x.A / k[:, None], x.c / k, shape, x.basis)
+
+
+def _move(node, ins: list[str], dyn: dict, consts: dict, opset: int) -> _Dyn:
+    """A data-movement operator, run by the reference runtime on element indices (see the module docs)."""
+    spec = _MOVE_OPS[node.op_type]
+    data_pos = [i for i, n in enumerate(ins) if n] if spec == "all" else [i for i in spec if i < len(ins)]
+    feeds: dict[str, np.ndarray] = {}
+    rows_A, rows_c, offset, basis = [], [], 0, None
+    for i, name in enumerate(ins):
+        if not name or name in feeds:
+            continue
+        if i not in data_pos:
+            if name in dyn:
+                raise _unsupported(node, f"input {i} ({name!r}) must be a constant, it depends on the network input")
+            if name not in consts:
+                raise _err(node, f"input {name!r} is neither a constant nor computed earlier")
+            feeds[name] = consts[name]
+            continue
+        if name in dyn:
+            x = dyn[name]
+            if basis is not None and x.basis != basis:
+                raise _unsupported(node, "inputs computed from different ReLU layers; only chains of layers "
+                                         "are supported")
+            basis = x.basis
+            A, c, shape = x.A, x.c, x.shape
+        else:
+            if name not in consts:
+                raise _err(node, f"input {name!r} is neither a constant nor computed earlier")
+            v = np.asarray(consts[name], dtype=np.float64)
+            A, c, shape = None, v.reshape(-1), v.shape
+        rows_A.append(A)
+        rows_c.append(c)
+        size = int(np.prod(shape)) if shape else 1
+        feeds[name] = (offset + np.arange(size, dtype=np.float64)).reshape(shape)  # exact below 2**53
+        offset += size
+    n_h = next(A.shape[1] for A in rows_A if A is not None)
+    A = np.vstack([a if a is not None else np.zeros((c.size, n_h)) for a, c in zip(rows_A, rows_c)])
+    c = np.concatenate(rows_c)
+    try:
+        out = _run_node(node, feeds, opset)[0]
+    except Exception as exc:  # noqa: BLE001 -- the reference runtime's own errors: one clear message
+        raise _err(node, f"cannot evaluate ({type(exc).__name__}: {exc})") from None
+    idx = np.asarray(out, dtype=np.float64)
+    if idx.size and (np.any(idx != np.round(idx)) or idx.min() < 0 or idx.max() >= offset):
+        raise _err(node, "did not move elements (not a data-movement operator here)")
+    return _Dyn(A, c, (), basis).take(idx.astype(np.int64))
 
 
 def _matmul(node, a, b, dyn_left: bool) -> _Dyn:
@@ -138,7 +285,7 @@ def _matmul(node, a, b, dyn_left: bool) -> _Dyn:
             raise _err(node, f"needs W @ x with x of shape (…, {W.shape[-1]}, 1); got {W.shape} @ {x.shape}")
         M = W
         shape = (W.shape[0],) if len(x.shape) == 1 else tuple(x.shape[:-2]) + (W.shape[0], 1)
-    return _Dyn(M @ x.A, M @ x.c, shape)
+    return _Dyn(M @ x.A, M @ x.c, shape, x.basis)
 
 
 def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
@@ -146,9 +293,12 @@ def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
 
     Raises
     ------
+    UnsupportedConstructError
+        (a ``ValueError``) For a graph of supported operators (:data:`OPERATORS`) that is
+        not an affine-ReLU chain, e.g. ``X * X`` or a division by a data-dependent tensor.
     ValueError
-        For graphs that are not a single-input single-output fully connected ReLU
-        network, naming the unsupported operator and node.
+        For graphs that are not a single-input single-output network, or that use an
+        operator outside :data:`OPERATORS`, naming the operator and node.
     FileNotFoundError
         If ``path`` does not exist.
     """
@@ -179,8 +329,9 @@ def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
         )
     inp, out = inputs[0], g.output[0]
     in_shape = _shape_of(inp) or (1,)
+    in_bits = _FLOAT_BITS.get(inp.type.tensor_type.elem_type, 0)
     n0 = int(np.prod(in_shape))
-    dyn: dict[str, _Dyn] = {inp.name: _Dyn(np.eye(n0), np.zeros(n0), in_shape)}
+    dyn: dict[str, _Dyn] = {inp.name: _Dyn(np.eye(n0), np.zeros(n0), in_shape, 0)}
     weights: list[np.ndarray] = []
     biases: list[np.ndarray] = []
 
@@ -188,6 +339,8 @@ def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
             raise _err(node, f"operator from domain {node.domain!r} is not supported")
+        if op not in OPERATORS:
+            raise _err(node, f"unsupported operator {op}; supported: {', '.join(SUPPORTED_OPS)}")
         ins = [n for n in node.input]
         is_dyn = [n in dyn for n in ins if n]
         if op == "Constant":
@@ -197,68 +350,49 @@ def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
             consts[node.output[0]] = numpy_helper.to_array(a["value"])
             continue
         if not any(is_dyn):
-            if op not in SUPPORTED_OPS + _CONST_OPS:
-                raise _err(node, f"unsupported operator {op}; supported: {', '.join(SUPPORTED_OPS)}")
             missing = [n for n in ins if n and n not in consts]
             if missing:
                 raise _err(node, f"input(s) {missing} are neither constants nor computed earlier")
-            for o, v in zip(node.output, _fold_constant(node, consts, opset)):
+            for o, v in zip(node.output, _run_node(node, consts, opset)):
                 consts[o] = v
             continue
-        if op not in SUPPORTED_OPS + ("Shape", "Cast"):
-            raise _err(node, f"unsupported operator {op}; supported: {', '.join(SUPPORTED_OPS)}")
         first = ins[0]
         a = _attrs(node)
-        if op in _SHAPE_OPS:
-            x = dyn[first]
-            if any(n in dyn for n in ins[1:] if n):
-                raise _err(node, "the shape argument must be constant")
-            if op == "Flatten":
-                ax = a.get("axis", 1)
-                ax = ax + len(x.shape) if ax < 0 else ax
-                shape = (int(np.prod(x.shape[:ax])), int(np.prod(x.shape[ax:])))
-            elif op == "Reshape":
-                target = [int(v) for v in (consts[ins[1]] if len(ins) > 1 else a["shape"])]
-                target = [x.shape[i] if (v == 0 and not a.get("allowzero", 0)) else v for i, v in enumerate(target)]
-                if -1 in target:
-                    known = int(np.prod([v for v in target if v != -1]))
-                    target[target.index(-1)] = x.size // max(known, 1)
-                shape = tuple(target)
-            elif op in ("Squeeze", "Unsqueeze"):
-                axes = a.get("axes")
-                if axes is None and len(ins) > 1 and ins[1]:
-                    axes = [int(v) for v in consts[ins[1]]]
-                if op == "Squeeze":
-                    axes = [i for i, s in enumerate(x.shape) if s == 1] if axes is None else axes
-                    axes = {ax % len(x.shape) for ax in axes}
-                    shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
-                else:
-                    shape = list(x.shape)
-                    for ax in sorted(ax % (len(x.shape) + len(axes)) for ax in axes):
-                        shape.insert(ax, 1)
-                    shape = tuple(shape)
-            else:  # Identity, Dropout (inference)
-                shape = x.shape
-            if int(np.prod(shape)) != x.size:
-                raise _err(node, f"reshape {x.shape} → {shape} changes the number of elements")
-            dyn[node.output[0]] = _Dyn(x.A, x.c, shape)
+        if op in _MOVE_OPS:
+            dyn[node.output[0]] = _move(node, ins, dyn, consts, opset)
             continue
         if op == "Shape":
-            consts[node.output[0]] = np.array(dyn[first].shape, dtype=np.int64)
+            full = dyn[first].shape
+            lo, hi = a.get("start", 0), a.get("end", len(full))
+            consts[node.output[0]] = np.array(full[lo:hi], dtype=np.int64)
             continue
         if op == "Relu":
             x = dyn[first]
+            if x.basis != len(weights):
+                raise _unsupported(node, "applied to a tensor of an earlier layer (a branch); only chains of "
+                                         "layers are supported")
             weights.append(x.A)
             biases.append(x.c)
-            dyn[node.output[0]] = _Dyn(np.eye(x.size), np.zeros(x.size), x.shape)
+            dyn[node.output[0]] = _Dyn(np.eye(x.size), np.zeros(x.size), x.shape, len(weights))
             continue
         if op == "Cast":
-            if int(a.get("to", 0)) not in (1, 11):  # FLOAT, DOUBLE
-                raise _err(node, "only casts to float32/float64 are supported on the data-dependent tensor")
+            bits = _FLOAT_BITS.get(int(a.get("to", 0)))
+            if bits is None:
+                raise _unsupported(node, "only casts between float types are supported on the data-dependent tensor")
+            if bits < in_bits:
+                raise _unsupported(node, f"a cast to a {bits}-bit float narrows the {in_bits}-bit graph input "
+                                         "(it rounds); not supported")
             dyn[node.output[0]] = dyn[first]
             continue
+        if op in ("Add", "Sub", "Mul", "Div"):
+            if len(ins) != 2 or any(n not in dyn and n not in consts for n in ins):
+                raise _err(node, "needs two inputs, each a constant or computed earlier")
+            x, y = (dyn.get(n, consts.get(n)) for n in ins)
+            dyn[node.output[0]] = _elementwise(node, op, x, y)
+            continue
         if sum(is_dyn) > 1:
-            raise _err(node, "both operands depend on the input (only affine maps of one tensor are supported)")
+            raise _unsupported(node, "more than one operand depends on the network input (only affine maps "
+                                     "of one tensor are supported)")
         if op in ("Gemm", "MatMul"):
             if op == "MatMul":
                 left = first in dyn
@@ -268,14 +402,14 @@ def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
                 alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
                 tA, tB = int(a.get("transA", 0)), int(a.get("transB", 0))
                 if first not in dyn:
-                    raise _err(node, "the data-dependent tensor must be the first operand A")
+                    raise _unsupported(node, "the data-dependent tensor must be the first operand A")
                 x = dyn[first]
                 if len(x.shape) != 2:
                     raise _err(node, f"operand A must be 2-D, got shape {x.shape}")
                 if tA:
                     if x.shape[1] != 1:
                         raise _err(node, f"transA=1 needs A of shape (n, 1), got {x.shape}")
-                    x = _Dyn(x.A, x.c, (1, x.shape[0]))
+                    x = _Dyn(x.A, x.c, (1, x.shape[0]), x.basis)
                 B = np.asarray(consts[ins[1]], dtype=np.float64)
                 B = B.T if tB else B
                 res = _matmul(node, x, B * alpha, True)
@@ -283,37 +417,26 @@ def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
                     res.c = res.c + beta * _broadcast_flat(consts[ins[2]], res.shape, node)
             dyn[node.output[0]] = res
             continue
-        if op in ("Add", "Sub", "Mul", "Div"):
-            left = first in dyn
-            x = dyn[ins[0] if left else ins[1]]
-            k = _broadcast_flat(consts[ins[1] if left else ins[0]], x.shape, node)
-            if op == "Add":
-                res = _Dyn(x.A, x.c + k, x.shape)
-            elif op == "Sub":
-                res = _Dyn(x.A, x.c - k, x.shape) if left else _Dyn(-x.A, k - x.c, x.shape)
-            elif op == "Mul":
-                res = _Dyn(k[:, None] * x.A, k * x.c, x.shape)
-            else:
-                if not left:
-                    raise _err(node, "division by the data-dependent tensor is not affine")
-                if np.any(k == 0):
-                    raise _err(node, "division by zero")
-                res = _Dyn(x.A / k[:, None], x.c / k, x.shape)
-            dyn[node.output[0]] = res
-            continue
         if op == "BatchNormalization":
             x = dyn[first]
-            if len(x.shape) < 2 or x.size != x.shape[1]:
-                raise _err(node, f"only per-feature normalisation of a (1, n) tensor is supported, got {x.shape}")
+            if first != ins[0] or any(n in dyn for n in ins[1:]):
+                raise _unsupported(node, "scale, bias, mean and variance must be constants")
+            if len(x.shape) < 2:
+                raise _err(node, f"needs a tensor of rank ≥ 2 (N, C, …), got shape {x.shape}")
             scale, bias, mean, var = (np.asarray(consts[n], dtype=np.float64).reshape(-1) for n in ins[1:5])
             s = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
-            dyn[node.output[0]] = _Dyn(s[:, None] * x.A, s * (x.c - mean) + bias, x.shape)
+            per_channel = (x.shape[1],) + (1,) * (len(x.shape) - 2)
+            y = _elementwise(node, "Mul", x, s.reshape(per_channel))
+            dyn[node.output[0]] = _elementwise(node, "Add", y, (bias - s * mean).reshape(per_channel))
             continue
-        raise _err(node, f"operator {op} is not supported on the data-dependent tensor")
+        raise _unsupported(node, f"operator {op} is not supported on the data-dependent tensor")
 
     if out.name not in dyn:
-        raise ValueError(f"{path}: the graph output {out.name!r} does not depend on the input")
+        raise UnsupportedConstructError(f"{path}: the graph output {out.name!r} does not depend on the input")
     y = dyn[out.name]
+    if y.basis != len(weights):
+        raise UnsupportedConstructError(f"{path}: the graph output {out.name!r} is computed from an earlier layer "
+                                        "than the last Relu (a branch); only chains of layers are supported")
     weights.append(y.A)
     biases.append(y.c)
     out_shape = _shape_of(out) or y.shape
@@ -326,9 +449,9 @@ def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
     return weights, biases, info
 
 
-def write_graph(weights, biases, path, input_shape=None, *, name: str | None = None, dtype: str = "float32",
-                opset: int = 17) -> Path:
-    """Write the layers ``(weights, biases)`` as ``Flatten`` (if needed) → ``Gemm``/``Relu`` → ``Gemm``.
+def graph_bytes(weights, biases, input_shape=None, *, name: str | None = None, dtype: str = "float32",
+                opset: int = 17) -> bytes:
+    """The layers ``(weights, biases)`` as a serialised ONNX model: ``Flatten`` (if needed) → ``Gemm``/``Relu`` → ``Gemm``.
 
     Parameters
     ----------
@@ -338,6 +461,11 @@ def write_graph(weights, biases, path, input_shape=None, *, name: str | None = N
     dtype : {"float32", "float64"}
         Element type of the graph (float32 is what the field exchanges; float64 keeps
         the parameters exactly).
+
+    Returns
+    -------
+    bytes
+        The model, checked by :func:`onnx.checker.check_model`.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -373,7 +501,18 @@ def write_graph(weights, biases, path, input_shape=None, *, name: str | None = N
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="nnmiplib")
     model.ir_version = min(model.ir_version, 9)
     onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def write_graph(weights, biases, path, input_shape=None, *, writer, name: str | None = None,
+                dtype: str = "float32", opset: int = 17) -> Path:
+    """Write the layers as an ONNX model (:func:`graph_bytes`) to ``path`` through ``writer``.
+
+    The model is serialised completely before ``writer(path, data)`` is called, so with
+    an atomic writer (:func:`nnmiplib.paths.atomic_write_bytes`, which this module sits
+    beside and does not import) a failed write leaves an existing file intact.
+    """
+    data = graph_bytes(weights, biases, input_shape, name=name, dtype=dtype, opset=opset)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    writer(path, data)
     return path

@@ -305,7 +305,7 @@ def test_budget_too_small_solves_widest_neurons_first(monkeypatch):
 
 def test_bad_arguments_are_rejected_before_any_solve(monkeypatch):
     """Issue 17: arguments that mean nothing are a ValueError up front, not a warning per neuron."""
-    import nnmiplib.bounds.compute as compute
+    from nnmiplib.bounds import compute
 
     def no_work(*a, **k):
         raise AssertionError("work started before the arguments were checked")

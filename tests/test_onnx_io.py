@@ -110,10 +110,16 @@ def test_gemm_attributes_matmul_add_mul_and_constants(tmp_path):
     net = Network.from_onnx(path)
     x = rng.random((3, 1)).astype(np.float32)
     assert np.max(np.abs(_ort(path, x).ravel() - net.forward(x.ravel().astype(np.float64)))) < 1e-5
-    path = _save(tmp_path, [helper.make_node("Transpose", ["x"], ["y"], name="tr")], {}, in_shape=(1, 2),
-                 name="tr.onnx")
-    with pytest.raises(ValueError, match="'tr'.*Transpose"):
+    # an operator outside the reader's table is named with its node (Transpose is in the table since issue 13)
+    path = _save(tmp_path, [helper.make_node("Abs", ["x"], ["y"], name="ab")], {}, in_shape=(1, 2),
+                 name="ab.onnx")
+    with pytest.raises(ValueError, match="'ab'.*Abs"):
         Network.from_onnx(path)
+    path = _save(tmp_path, [helper.make_node("Transpose", ["x"], ["t"], name="tr"),
+                            helper.make_node("Flatten", ["t"], ["y"], name="fl", axis=0)], {}, in_shape=(1, 2),
+                 name="tr.onnx")
+    x = rng.random((1, 2)).astype(np.float32)
+    assert np.max(np.abs(_ort(path, x).ravel() - Network.from_onnx(path).forward(x.ravel().astype(np.float64)))) < 1e-6
 
 
 def test_column_vector_matmul_with_normalisation(tmp_path):
