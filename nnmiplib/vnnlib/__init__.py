@@ -32,8 +32,10 @@ float32/float64 every threshold is first moved by :func:`fp_error_bound`, a boun
 |output in that type − real output| (rounding-error analysis, |fl(Σ) − Σ| ≤ γ_n Σ|·|,
 any summation order), so a refutation covers the floating-point network too. A witness
 is snapped to the ONNX input type inside its box, re-run in float64 and through
-onnxruntime, and reported only if the query holds on both with a relative slack
-:data:`WITNESS_TOL` (input bounds and equalities exactly).
+onnxruntime, and reported only if the query holds on both: non-strict comparisons
+(``<=``, ``>=``) as written, equality included (VNN-LIB semantics), in float64 and in
+exact rational arithmetic on the values; strict ones with a relative slack
+:data:`WITNESS_TOL`; input bounds and equalities exactly.
 
 """
 

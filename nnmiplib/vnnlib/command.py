@@ -4,14 +4,33 @@
 prints exactly one result word on the first stdout line (``sat``, ``unsat``, ``unknown``,
 ``timed-out``); after ``sat`` the assignment follows in the command-line format of
 §5.3.1 (``NAME TYPE [dims]`` then one value a line, row-major, variables in declaration
-order), or is written as ONNX ``TensorProto`` files ``DIR/NAME.pb``. Everything else
-goes to stderr: while the verifier runs, file descriptor 1 is redirected to stderr so
-that solver banners cannot reach stdout, and results are written to the saved
-descriptor. A watchdog thread prints ``timed-out`` and ends the process at ~90 % of
-``--timeout`` if a solve overruns its own limit.
+order), or is written as ONNX ``TensorProto`` files ``DIR/NAME.pb`` (each written
+atomically; if the folder cannot be written, the assignment is printed on stdout
+instead and stderr says why in one line). Everything else goes to stderr: while the
+verifier runs, file descriptor 1 is redirected to stderr so that solver banners cannot
+reach stdout, and results are written to the saved descriptor. A watchdog thread prints
+``timed-out`` and ends the process at ~90 % of ``--timeout`` if a solve overruns its own
+limit.
 
-Exit status: 0 with a result word; 1 for an unreadable or unsupported query/network
-(message on stderr); 2 for bad options (argparse usage errors, malformed ``--network``).
+Semantics of the comparisons. ``<=`` and ``>=`` are non-strict, ``<`` and ``>`` strict,
+as in the VNN-LIB standard: ``sat`` means a point of the input region at which every
+asserted comparison of one disjunct holds — a point meeting a ``<=``/``>=`` with
+equality (at a corner of the box, or where a ReLU output is exactly 0) is a witness.
+``sat`` is printed only with such a witness, checked at the printed point: the inputs
+are values of the ONNX input type, the outputs are recomputed in float64 and by
+onnxruntime, and the query must hold on both (non-strict comparisons also in exact
+rational arithmetic on those values; strict ones with a relative slack of
+:data:`~nnmiplib.vnnlib.witness.WITNESS_TOL`; equalities and input bounds exactly).
+``unsat`` means every disjunct is refuted by a bound, a dual bound or infeasibility,
+beyond the solvers' tolerances and, for float32/float64 element types, the
+floating-point error of the network (:func:`~nnmiplib.vnnlib.witness.fp_error_bound`).
+
+Exit status: 0 with a result word — also ``unknown`` (with a one-line reason on stderr)
+for a network built from supported operators (``supports --onnx-operators``) that
+leaves the affine-ReLU fragment, e.g. ``X * X`` or a division by a data-dependent
+tensor; 1 for an unreadable query or network, or an operator ``supports`` does not
+list (message on stderr); 2 for bad options (argparse usage errors, malformed
+``--network``, an unknown or uninstalled ``--solver``).
 """
 
 from __future__ import annotations
@@ -65,6 +84,17 @@ def _network_arg(text: str) -> tuple[str, str]:
     return name, path
 
 
+def _solver_arg(text: str) -> str:
+    """``--solver``: the name of an installed MILP backend, checked before any work."""
+    from ..mip.solvers import available, get_backend
+
+    try:
+        get_backend(text)
+    except (ValueError, RuntimeError) as exc:  # unknown name / not installed (SolverError)
+        raise argparse.ArgumentTypeError(f"{exc} (installed: {', '.join(available())})") from None
+    return text.lower()
+
+
 def _timeout_arg(text: str) -> float:
     try:
         v = float(text)
@@ -84,7 +114,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--timeout", type=_timeout_arg, default=None, help="seconds (answer by ~90%% of it)")
     p.add_argument("--serialise-assignments", "--serialize-assignments", dest="serialise", metavar="DIR",
                    help="write a satisfying assignment as DIR/NAME.pb TensorProto files")
-    p.add_argument("--solver", default="highs", help="MILP backend (non-standard option)")
+    p.add_argument("--solver", type=_solver_arg, default="highs",
+                   help="MILP backend: highs, gurobi or scip if installed (non-standard option)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks (non-standard option)")
     p.set_defaults(func=verify_main)
     s = subparsers.add_parser("supports", help="report capabilities (VNN-LIB 2.0 standard, section 5.4)")
@@ -117,15 +148,25 @@ def format_assignment(query, values: dict[str, np.ndarray]) -> str:
 
 
 def write_assignment(query, values: dict[str, np.ndarray], folder) -> Path:
-    """Serialised format: one ONNX TensorProto per declared variable, ``folder/NAME.pb``."""
+    """Serialised format: one ONNX TensorProto per declared variable, ``folder/NAME.pb``.
+
+    Every tensor is serialised before anything is written, and each file is written
+    atomically (:func:`nnmiplib.paths.atomic_write_bytes`). Raises ``OSError`` if the
+    folder cannot be created or written.
+    """
     from onnx import numpy_helper
 
+    from ..paths import atomic_write_bytes
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    blobs = {}
     for var in query.variables:
         dt = np.float32 if var.dtype == "float32" else np.float64
         arr = np.asarray(values[var.name], dtype=dt).reshape(var.shape)
-        (folder / f"{var.name}.pb").write_bytes(numpy_helper.from_array(arr, name=var.name).SerializeToString())
+        blobs[f"{var.name}.pb"] = numpy_helper.from_array(arr, name=var.name).SerializeToString()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in blobs.items():
+        atomic_write_bytes(folder / name, data)
     return folder
 
 
@@ -159,7 +200,12 @@ def _elapsed_since_start() -> float:
         return 0.0
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def verify_main(args) -> int:
+    from ..onnx_io import UnsupportedConstructError
     from .engine import verify
     from .problem import load_onnx
     from .query import read_query
@@ -200,6 +246,10 @@ def verify_main(args) -> int:
                 if missing:
                     raise ValueError(f"no --network given for declared network(s) {', '.join(missing)}")
             loaded = {name: load_onnx(path, name=name) for name, path in mapping.items()}
+        except UnsupportedConstructError as exc:  # supported operators outside the fragment: no answer
+            print(f"unknown: {_one_line(exc)}", file=sys.stderr)
+            out.emit("unknown\n")
+            return 0
         except (ValueError, FileNotFoundError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -234,9 +284,15 @@ def verify_main(args) -> int:
             log.info("%s", line)
         text = res.status + "\n"
         if res.status == "sat":
+            written = False
             if args.serialise:
-                write_assignment(query, res.values, args.serialise)
-            else:
+                try:
+                    write_assignment(query, res.values, args.serialise)
+                    written = True
+                except OSError as exc:  # the answer is not lost: the assignment goes to stdout
+                    print(f"error: cannot write the assignment to {args.serialise} ({_one_line(exc)}); "
+                          "printing it on stdout instead", file=sys.stderr)
+            if not written:
                 text += format_assignment(query, res.values)
         out.emit(text)
         return 0

@@ -206,13 +206,24 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     threshold (plus the floating-point margin of :func:`fp_error_bound` for float
     element types) or by MILP infeasibility. Strict inequalities are relaxed to ``≤``
     for refutation (refuting the closure refutes the strict set) and kept strict when a
-    witness is checked.
+    witness is checked; non-strict ones (``<=``, ``>=``) admit witnesses that meet them
+    with equality (:meth:`nnmiplib.vnnlib.query.LinCon.holds`).
+
+    Raises
+    ------
+    ValueError
+        For a query the networks cannot serve, a negative ``timeout`` or an unknown
+        ``solver`` (checked before any work); ``SolverError`` if it is not installed.
     """
     import time
 
     from ..bounds import cheap_bounds, crown_bounds
     from ..domains import Box
+    from ..mip.solvers import get_backend
 
+    if timeout is not None and not timeout >= 0:  # 0: no time left, the answer is timed-out
+        raise ValueError(f"timeout must be non-negative seconds or None, got {timeout!r}")
+    get_backend(solver)  # an unknown or uninstalled solver is an error before any work, not at the MILP stage
     t0 = time.perf_counter()
     dl = _Deadline(timeout)
     prob = build_problem(query, loaded)

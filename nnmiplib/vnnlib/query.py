@@ -16,6 +16,7 @@ import gzip
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -80,23 +81,36 @@ class LinCon:
         return float(np.dot(self.coef, np.asarray(v, dtype=np.float64)[self.cols]))
 
     def holds(self, v: np.ndarray, tol: float = 0.0, exact_cols: np.ndarray | None = None) -> bool:
-        """Check at ``v`` (strict inequalities strictly).
+        """Check the comparison at the assignment ``v`` (VNN-LIB semantics).
 
-        ``tol > 0`` asks for a robust margin: an inequality must hold with slack
+        ``<=`` (from ``<=``/``>=``) is non-strict: a point meeting it with equality
+        satisfies it. It holds when ``coef · v ≤ rhs`` both as evaluated in float64 and
+        exactly (in rational arithmetic on the float64 values), so no summation order can
+        disagree. ``==`` holds when the float64 value equals ``rhs``. ``<`` (from ``<``/``>``)
+        is strict: ``coef · v < rhs``; ``tol > 0`` asks it for a robust margin, slack
         ``tol · (1 + |rhs| + Σ|coef·v|)``, so that a checker evaluating the sum in another
-        order or precision agrees; equalities, and bounds ``±v_j (op) rhs`` on a column
-        flagged in ``exact_cols`` (an input, whose printed value is exact), are checked
-        exactly.
+        order or precision agrees — except for bounds ``±v_j < rhs`` on a column flagged
+        in ``exact_cols`` (an input, whose printed value is exact), checked exactly.
         """
         lhs = self.value(v)
         if self.op == "==":
             return lhs == self.rhs
+        if self.op == "<=":
+            return lhs <= self.rhs and self._exact_compare(v, strict=False)
         plain = exact_cols is not None and self.cols.size == 1 and abs(self.coef[0]) == 1.0 \
             and bool(exact_cols[self.cols[0]])
         if tol > 0 and not plain:
             mag = 1.0 + abs(self.rhs) + float(np.abs(self.coef * np.asarray(v, dtype=np.float64)[self.cols]).sum())
             return lhs <= self.rhs - tol * mag
-        return lhs < self.rhs if self.op == "<" else lhs <= self.rhs
+        return lhs < self.rhs and self._exact_compare(v, strict=True)
+
+    def _exact_compare(self, v: np.ndarray, strict: bool) -> bool:
+        """``coef · v (<|<=) rhs`` in exact rational arithmetic on the float64 values."""
+        vals = np.asarray(v, dtype=np.float64)[self.cols]
+        if not (np.isfinite(vals).all() and np.isfinite(self.coef).all() and np.isfinite(self.rhs)):
+            return bool(self.value(v) < self.rhs if strict else self.value(v) <= self.rhs)
+        lhs = sum((Fraction(float(a)) * Fraction(float(x)) for a, x in zip(self.coef, vals)), Fraction(0))
+        return lhs < Fraction(self.rhs) if strict else lhs <= Fraction(self.rhs)
 
 
 @dataclass

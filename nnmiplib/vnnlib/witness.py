@@ -4,8 +4,11 @@ A refutation covers the network evaluated in float32/float64 because every thres
 first moved by :func:`fp_error_bound`, a bound on |output in that type − real output|
 (rounding-error analysis, |fl(Σ) − Σ| ≤ γ_n Σ|·|, any summation order). A witness
 (:func:`check_witness`) is snapped to the ONNX input type inside its box, re-run in
-float64 and through onnxruntime, and reported only if the query holds on both with a
-relative slack :data:`WITNESS_TOL` (input bounds and equalities exactly).
+float64 and through onnxruntime, and reported only if the query holds on both
+(:meth:`nnmiplib.vnnlib.query.LinCon.holds`): a non-strict comparison (``<=``, ``>=``)
+may hold with equality — checked in float64 and in exact rational arithmetic on the
+values — a strict one needs a relative slack :data:`WITNESS_TOL`; input bounds and
+equalities are checked exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from .problem import Problem
 
 __all__ = ["UNIT_ROUNDOFF", "WITNESS_TOL", "check_witness", "fp_error_bound"]
 
-#: Relative slack every inequality must keep at a reported witness (robust to re-evaluation).
+#: Relative slack a strict inequality must keep at a reported witness (robust to re-evaluation).
 WITNESS_TOL = 1e-7
 
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float64": 2.0**-53, "real": 0.0}
@@ -95,8 +98,9 @@ def check_witness(prob: Problem, z: np.ndarray, box: tuple[np.ndarray, np.ndarra
                   ) -> dict[str, np.ndarray] | None:
     """Values of every declared variable at input ``z`` if the query holds there, else None.
 
-    ``z`` is snapped to the ONNX input element type; the query must hold (strict
-    inequalities strictly) both for the float64 forward pass and for onnxruntime.
+    ``z`` is snapped to the ONNX input element type; the query must hold both for the
+    float64 forward pass and for onnxruntime: non-strict comparisons possibly with
+    equality, strict ones strictly (see the module docstring).
     """
     dt = min((np.dtype(i.input_dtype) for i in prob.infos), key=lambda t: t.itemsize)  # coarsest input type
     z = np.asarray(z, dtype=np.float64)
