@@ -63,7 +63,8 @@ limit would buy nothing). Nothing is dropped in advance. The layer's share
 end long before their limit, so normally every neuron is solved and the time left flows
 to the deeper layers (``t_{m+1}`` is computed from the time actually remaining). Only
 when the deadline has actually passed are the layer's remaining solves not started
-(they can then only be the narrowest neurons for MILP); those keep ``initial``
+(for MILP on one process the narrowest neurons; over ``n_jobs`` processes the ends of
+their stretches of the widest-first order); those keep ``initial``
 ("fallback-…" sources) and are counted in ``stats["layers"][i]["cut_by_deadline"]``.
 When every solve takes its whole limit ``t_m ≥ min_solve_time``, this is Algorithm 3
 exactly.
