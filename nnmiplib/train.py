@@ -373,7 +373,8 @@ def _train_and_store(config, key, name, npz, meta_path, progress, on_epoch=None)
         "history": hist, "train_seconds": seconds, "torch_version": torch.__version__,
         "library_version": __version__,
     }
-    meta_path.unlink(missing_ok=True)  # the json marks a complete entry: drop it first, write it last
+    # both files are replaced atomically, the json last: a failed write leaves the previous files as they
+    # were, and a json whose digest is not the npz's is never a hit (_try_load), so a half-stored entry is retrained
     net.save(npz)
     atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
     log.info("trained %s (%s) in %.1f s: test accuracy %.4f", name, net.arch, seconds, meta["accuracy"]["test"])

@@ -168,11 +168,14 @@ class Bounds:
 
     # ------------------------------------------------------------ storage
     def save(self, path) -> Path:
-        """Write to one ``.npz`` (arrays + a JSON metadata blob), atomically."""
+        """Write to one ``.npz`` (arrays + a JSON metadata blob), atomically.
+
+        Through :func:`nnmiplib.paths.atomic_write_bytes`: if the write fails (a full disk, a
+        read-only folder) an ``OSError`` names the file and an existing file is left as it was.
+        """
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"dom_lo": self.domain.lo, "dom_hi": self.domain.hi}
         for l in range(self.n_layers):
             arrays[f"lower{l}"] = self.lower[l]

@@ -5,8 +5,8 @@ parameters (:func:`canonical`: numpy scalars and arrays included, a
 :class:`~nnmiplib.Network` by its ``digest()``), the grid's ``key_extra`` and version.
 A finished cell is ``<dir>/<key>.json``, a failed one ``<dir>/<key>.error.json``; both
 hold the same record (grid, key, fn, version, params, key_extra, seconds, worker,
-finished) plus ``result`` or ``error``. Files are written atomically (temporary file +
-``os.replace``); an unreadable file, or one holding another key, counts as absent.
+finished) plus ``result`` or ``error``. Files are written atomically (:func:`nnmiplib.paths.atomic_open`:
+temporary file + ``os.replace``); an unreadable file, or one holding another key, counts as absent.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..paths import atomic_write_text
 
 logger = logging.getLogger("nnmiplib.experiments")
 
@@ -91,21 +91,6 @@ def cell_paths(directory: Path, key: str) -> tuple[Path, Path]:
     return directory / f"{key}.json", directory / f"{key}.error.json"
 
 
-def _atomic_write_json(path: Path, obj: dict) -> None:
-    """Write JSON so that ``path`` is either absent or complete, even if killed midway."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with contextlib.suppress(OSError, AttributeError):
-            os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are readable like any file
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _read_json(path: Path, key: str) -> dict | None:
     try:
         with open(path) as f:
@@ -158,9 +143,9 @@ def write_record(directory: Path, key: str, outcome: tuple, *, grid: str, fn: st
            "seconds": seconds, "worker": where,
            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if status == "ok":
-        _atomic_write_json(ok_path, {**rec, "result": payload})
+        atomic_write_text(ok_path, json.dumps({**rec, "result": payload}, indent=1))
         with contextlib.suppress(FileNotFoundError):
             err_path.unlink()
         return {**rec, "result": payload}
-    _atomic_write_json(err_path, {**rec, "error": payload})
+    atomic_write_text(err_path, json.dumps({**rec, "error": payload}, indent=1))
     return {**rec, "error": payload}
