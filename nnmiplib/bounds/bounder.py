@@ -65,7 +65,8 @@ to the deeper layers (``t_{m+1}`` is computed from the time actually remaining).
 when the deadline has actually passed are the layer's remaining solves not started
 (for MILP on one process the narrowest neurons; over ``n_jobs`` processes the ends of
 their stretches of the widest-first order); those keep ``initial``
-("fallback-…" sources) and are counted in ``stats["layers"][i]["cut_by_deadline"]``.
+("fallback-…" sources) and are recorded in ``stats["layers"][i]``: ``cut_by_deadline``
+(how many) and ``cut_neurons`` (which).
 When every solve takes its whole limit ``t_m ≥ min_solve_time``, this is Algorithm 3
 exactly.
 
@@ -424,6 +425,7 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
                         lower[m][j], src_lo[m][j] = min(value, upper[m][j]), code
             layer_stats.append({"layer": m, "solves": len(results), "wall": time.perf_counter() - tl,
                                 "t_solve": t_solve, "t_m": t_m, "codes": codes, "cut_by_deadline": len(cut_neurons),
+                                "cut_neurons": sorted(cut_neurons),
                                 "n_vars": model.n_vars, "n_rows": model.n_rows, "n_integer": model.n_integer})
             log.info("%s layer %d: %d solves in %.2fs %s", "LP" if relax else "MILP", m, len(results),
                      layer_stats[-1]["wall"], codes)
@@ -445,10 +447,11 @@ def solver_bounds(net: Network, domain: Box, *, relax: bool, initial: Bounds, ti
 
 def check_solver_arguments(*, time_limit=None, per_neuron_time_limit=None, n_jobs=1, solver="highs",
                            time_ratio=2.0, mip_gap=1e-6, milp_margin=1e-7, min_solve_time=None,
-                           max_neurons=None, solver_options=None) -> None:
+                           max_neurons=None, solver_options=None, zero_time_ok: bool = False) -> None:
     """Raise ``ValueError`` for an argument of :func:`solver_bounds` that means nothing (before any work).
 
-    Unless ``solver`` is None, also checks that it names an installed backend
+    Time limits must be positive seconds or None (``zero_time_ok``: also 0, for the
+    methods that ignore them). Unless ``solver`` is None, also checks that it names an installed backend
     (:func:`nnmiplib.mip.solvers.get_backend`: ``ValueError`` for an unknown name,
     ``SolverError`` for one not installed).
     """
@@ -460,8 +463,8 @@ def check_solver_arguments(*, time_limit=None, per_neuron_time_limit=None, n_job
             raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} seconds or None, "
                              f"got {v!r}")
 
-    seconds("time_limit", time_limit)
-    seconds("per_neuron_time_limit", per_neuron_time_limit)
+    seconds("time_limit", time_limit, allow_zero=zero_time_ok)
+    seconds("per_neuron_time_limit", per_neuron_time_limit, allow_zero=zero_time_ok)
     seconds("min_solve_time", min_solve_time, allow_zero=True)
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
         raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")

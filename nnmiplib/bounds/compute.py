@@ -141,7 +141,7 @@ def compute_bounds(net: Network, domain, method: str = "lp", *, time_limit=None,
     solver_args = {k: kw[k] for k in ("time_ratio", "mip_gap", "milp_margin", "min_solve_time", "max_neurons",
                                       "solver_options") if k in kw}
     check_solver_arguments(time_limit=time_limit, per_neuron_time_limit=per_neuron_time_limit, n_jobs=n_jobs,
-                           solver=solver if method in ("lp", "milp") else None,
+                           solver=solver if method in ("lp", "milp") else None, zero_time_ok=method not in ("lp", "milp"),
                            **(solver_args if method in ("lp", "milp") else {}))
     if method == "naive":
         return naive_bounds(net, dom)
