@@ -288,6 +288,105 @@ def _matmul(node, a, b, dyn_left: bool) -> _Dyn:
     return _Dyn(M @ x.A, M @ x.c, shape, x.basis)
 
 
+def _read_node(node, dyn: dict, consts: dict, weights: list, biases: list, opset: int, in_bits: int) -> None:
+    """Fold one node into the tracked tensors (``dyn``, ``consts``) and the closed layers."""
+    from onnx import numpy_helper
+
+    op = node.op_type
+    if node.domain not in ("", "ai.onnx"):
+        raise _err(node, f"operator from domain {node.domain!r} is not supported")
+    if op not in OPERATORS:
+        raise _err(node, f"unsupported operator {op}; supported: {', '.join(SUPPORTED_OPS)}")
+    ins = [n for n in node.input]
+    is_dyn = [n in dyn for n in ins if n]
+    if op == "Constant":
+        a = _attrs(node)
+        if "value" not in a:
+            raise _err(node, f"only tensor-valued Constant nodes are supported (got {sorted(a)})")
+        consts[node.output[0]] = numpy_helper.to_array(a["value"])
+        return
+    if not any(is_dyn):
+        missing = [n for n in ins if n and n not in consts]
+        if missing:
+            raise _err(node, f"input(s) {missing} are neither constants nor computed earlier")
+        for o, v in zip(node.output, _run_node(node, consts, opset)):
+            consts[o] = v
+        return
+    first = ins[0]
+    a = _attrs(node)
+    if op in _MOVE_OPS:
+        dyn[node.output[0]] = _move(node, ins, dyn, consts, opset)
+        return
+    if op == "Shape":
+        full = dyn[first].shape
+        lo, hi = a.get("start", 0), a.get("end", len(full))
+        consts[node.output[0]] = np.array(full[lo:hi], dtype=np.int64)
+        return
+    if op == "Relu":
+        x = dyn[first]
+        if x.basis != len(weights):
+            raise _unsupported(node, "applied to a tensor of an earlier layer (a branch); only chains of "
+                                     "layers are supported")
+        weights.append(x.A)
+        biases.append(x.c)
+        dyn[node.output[0]] = _Dyn(np.eye(x.size), np.zeros(x.size), x.shape, len(weights))
+        return
+    if op == "Cast":
+        bits = _FLOAT_BITS.get(int(a.get("to", 0)))
+        if bits is None:
+            raise _unsupported(node, "only casts between float types are supported on the data-dependent tensor")
+        if bits < in_bits:
+            raise _unsupported(node, f"a cast to a {bits}-bit float narrows the {in_bits}-bit graph input "
+                                     "(it rounds); not supported")
+        dyn[node.output[0]] = dyn[first]
+        return
+    if op in ("Add", "Sub", "Mul", "Div"):
+        if len(ins) != 2 or any(n not in dyn and n not in consts for n in ins):
+            raise _err(node, "needs two inputs, each a constant or computed earlier")
+        x, y = (dyn.get(n, consts.get(n)) for n in ins)
+        dyn[node.output[0]] = _elementwise(node, op, x, y)
+        return
+    if sum(is_dyn) > 1:
+        raise _unsupported(node, "more than one operand depends on the network input (only affine maps "
+                                 "of one tensor are supported)")
+    if op in ("Gemm", "MatMul"):
+        if op == "MatMul":
+            left = first in dyn
+            res = _matmul(node, dyn[ins[0]] if left else consts[ins[0]],
+                          consts[ins[1]] if left else dyn[ins[1]], left)
+        else:
+            alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+            tA, tB = int(a.get("transA", 0)), int(a.get("transB", 0))
+            if first not in dyn:
+                raise _unsupported(node, "the data-dependent tensor must be the first operand A")
+            x = dyn[first]
+            if len(x.shape) != 2:
+                raise _err(node, f"operand A must be 2-D, got shape {x.shape}")
+            if tA:
+                if x.shape[1] != 1:
+                    raise _err(node, f"transA=1 needs A of shape (n, 1), got {x.shape}")
+                x = _Dyn(x.A, x.c, (1, x.shape[0]), x.basis)
+            B = np.asarray(consts[ins[1]], dtype=np.float64)
+            B = B.T if tB else B
+            res = _matmul(node, x, B * alpha, True)
+            if len(ins) > 2 and ins[2]:
+                res.c = res.c + beta * _broadcast_flat(consts[ins[2]], res.shape, node)
+        dyn[node.output[0]] = res
+        return
+    if op == "BatchNormalization":
+        x = dyn[first]
+        if first != ins[0] or any(n in dyn for n in ins[1:]):
+            raise _unsupported(node, "scale, bias, mean and variance must be constants")
+        if len(x.shape) < 2:
+            raise _err(node, f"needs a tensor of rank ≥ 2 (N, C, …), got shape {x.shape}")
+        scale, bias, mean, var = (np.asarray(consts[n], dtype=np.float64).reshape(-1) for n in ins[1:5])
+        s = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+        per_channel = (x.shape[1],) + (1,) * (len(x.shape) - 2)
+        y = _elementwise(node, "Mul", x, s.reshape(per_channel))
+        dyn[node.output[0]] = _elementwise(node, "Add", y, (bias - s * mean).reshape(per_channel))
+        return
+    raise _unsupported(node, f"operator {op} is not supported on the data-dependent tensor")
+
 def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
     """Read an ONNX file's layers ``(weights, biases)`` (weights out×in) and describe its interface.
 
@@ -336,100 +435,12 @@ def read_graph(path) -> tuple[list[np.ndarray], list[np.ndarray], OnnxInfo]:
     biases: list[np.ndarray] = []
 
     for node in g.node:  # ONNX requires topological order
-        op = node.op_type
-        if node.domain not in ("", "ai.onnx"):
-            raise _err(node, f"operator from domain {node.domain!r} is not supported")
-        if op not in OPERATORS:
-            raise _err(node, f"unsupported operator {op}; supported: {', '.join(SUPPORTED_OPS)}")
-        ins = [n for n in node.input]
-        is_dyn = [n in dyn for n in ins if n]
-        if op == "Constant":
-            a = _attrs(node)
-            if "value" not in a:
-                raise _err(node, f"only tensor-valued Constant nodes are supported (got {sorted(a)})")
-            consts[node.output[0]] = numpy_helper.to_array(a["value"])
-            continue
-        if not any(is_dyn):
-            missing = [n for n in ins if n and n not in consts]
-            if missing:
-                raise _err(node, f"input(s) {missing} are neither constants nor computed earlier")
-            for o, v in zip(node.output, _run_node(node, consts, opset)):
-                consts[o] = v
-            continue
-        first = ins[0]
-        a = _attrs(node)
-        if op in _MOVE_OPS:
-            dyn[node.output[0]] = _move(node, ins, dyn, consts, opset)
-            continue
-        if op == "Shape":
-            full = dyn[first].shape
-            lo, hi = a.get("start", 0), a.get("end", len(full))
-            consts[node.output[0]] = np.array(full[lo:hi], dtype=np.int64)
-            continue
-        if op == "Relu":
-            x = dyn[first]
-            if x.basis != len(weights):
-                raise _unsupported(node, "applied to a tensor of an earlier layer (a branch); only chains of "
-                                         "layers are supported")
-            weights.append(x.A)
-            biases.append(x.c)
-            dyn[node.output[0]] = _Dyn(np.eye(x.size), np.zeros(x.size), x.shape, len(weights))
-            continue
-        if op == "Cast":
-            bits = _FLOAT_BITS.get(int(a.get("to", 0)))
-            if bits is None:
-                raise _unsupported(node, "only casts between float types are supported on the data-dependent tensor")
-            if bits < in_bits:
-                raise _unsupported(node, f"a cast to a {bits}-bit float narrows the {in_bits}-bit graph input "
-                                         "(it rounds); not supported")
-            dyn[node.output[0]] = dyn[first]
-            continue
-        if op in ("Add", "Sub", "Mul", "Div"):
-            if len(ins) != 2 or any(n not in dyn and n not in consts for n in ins):
-                raise _err(node, "needs two inputs, each a constant or computed earlier")
-            x, y = (dyn.get(n, consts.get(n)) for n in ins)
-            dyn[node.output[0]] = _elementwise(node, op, x, y)
-            continue
-        if sum(is_dyn) > 1:
-            raise _unsupported(node, "more than one operand depends on the network input (only affine maps "
-                                     "of one tensor are supported)")
-        if op in ("Gemm", "MatMul"):
-            if op == "MatMul":
-                left = first in dyn
-                res = _matmul(node, dyn[ins[0]] if left else consts[ins[0]],
-                              consts[ins[1]] if left else dyn[ins[1]], left)
-            else:
-                alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-                tA, tB = int(a.get("transA", 0)), int(a.get("transB", 0))
-                if first not in dyn:
-                    raise _unsupported(node, "the data-dependent tensor must be the first operand A")
-                x = dyn[first]
-                if len(x.shape) != 2:
-                    raise _err(node, f"operand A must be 2-D, got shape {x.shape}")
-                if tA:
-                    if x.shape[1] != 1:
-                        raise _err(node, f"transA=1 needs A of shape (n, 1), got {x.shape}")
-                    x = _Dyn(x.A, x.c, (1, x.shape[0]), x.basis)
-                B = np.asarray(consts[ins[1]], dtype=np.float64)
-                B = B.T if tB else B
-                res = _matmul(node, x, B * alpha, True)
-                if len(ins) > 2 and ins[2]:
-                    res.c = res.c + beta * _broadcast_flat(consts[ins[2]], res.shape, node)
-            dyn[node.output[0]] = res
-            continue
-        if op == "BatchNormalization":
-            x = dyn[first]
-            if first != ins[0] or any(n in dyn for n in ins[1:]):
-                raise _unsupported(node, "scale, bias, mean and variance must be constants")
-            if len(x.shape) < 2:
-                raise _err(node, f"needs a tensor of rank ≥ 2 (N, C, …), got shape {x.shape}")
-            scale, bias, mean, var = (np.asarray(consts[n], dtype=np.float64).reshape(-1) for n in ins[1:5])
-            s = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
-            per_channel = (x.shape[1],) + (1,) * (len(x.shape) - 2)
-            y = _elementwise(node, "Mul", x, s.reshape(per_channel))
-            dyn[node.output[0]] = _elementwise(node, "Add", y, (bias - s * mean).reshape(per_channel))
-            continue
-        raise _unsupported(node, f"operator {op} is not supported on the data-dependent tensor")
+        try:
+            _read_node(node, dyn, consts, weights, biases, opset, in_bits)
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a malformed node: one clear error, never a traceback
+            raise _err(node, f"malformed node ({type(exc).__name__}: {exc})") from None
 
     if out.name not in dyn:
         raise UnsupportedConstructError(f"{path}: the graph output {out.name!r} does not depend on the input")

@@ -227,3 +227,15 @@ def test_operator_outside_the_table_is_a_plain_error(tmp_path):
     with pytest.raises(ValueError, match="'absolute'.*Abs") as info:
         read_graph(path)
     assert not isinstance(info.value, UnsupportedConstructError)
+
+
+def test_malformed_node_is_one_clear_error_not_a_traceback(tmp_path):
+    """A node reading a tensor nobody computes (a graph the ONNX checker would reject) names the node."""
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "missing"], ["y"], name="fc")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(ValueError, match="'fc'.*malformed node"):
+        read_graph(path)
