@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Box", "box", "linf_ball", "neighbour_means", "neighbours_box", "unit_box"]
+__all__ = ["Box", "box", "count", "linf_ball", "neighbour_means", "neighbours_box", "real_array", "real_scalar",
+           "real_vector", "unit_box"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -24,8 +25,8 @@ class Box:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        lo = np.array(self.lo, dtype=np.float64).ravel()
-        hi = np.array(self.hi, dtype=np.float64).ravel()
+        lo = real_vector(self.lo, "box bound lo")
+        hi = real_vector(self.hi, "box bound hi")
         if lo.shape != hi.shape:
             raise ValueError(f"box bounds differ in size: lo has {lo.size} entries, hi has {hi.size}")
         if lo.size == 0:
@@ -97,21 +98,66 @@ class Box:
         return f"Box({self.name!r}, n={self.n}, width mean={self.width.mean():.3g})"
 
 
+def real_array(values, what: str) -> np.ndarray:
+    """``values`` as a float64 array (a copy, shape kept); ``ValueError`` naming ``what`` unless
+    they are real numbers (bool, int or float: not complex, strings or objects)."""
+    try:
+        a = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be an array of real numbers ({exc})") from None
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{what} must be real numbers, got an array of dtype {a.dtype} "
+                         f"({'complex values' if a.dtype.kind == 'c' else 'not numbers'})")
+    return np.array(a, dtype=np.float64)
+
+
+def real_vector(values, what: str) -> np.ndarray:
+    """:func:`real_array` flattened."""
+    return real_array(values, what).ravel()
+
+
+def real_scalar(value, what: str) -> float:
+    """``value`` as a float; ``ValueError`` naming ``what`` unless it is one real number (not a bool)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a real number, got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def count(value, what: str, minimum: int = 1) -> int:
+    """``value`` as an int; ``ValueError`` naming ``what`` unless it is an integer ≥ ``minimum``
+    (``2.7``, ``True`` or ``"3"`` are not counts; ``3.0`` is accepted as 3)."""
+    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not ok or value < minimum:
+        raise ValueError(f"{what} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
 def box(lo, hi, name: str = "box") -> Box:
     """The box [lo, hi]; scalars broadcast against the other bound."""
-    lo, hi = np.broadcast_arrays(np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
+    lo, hi = real_array(lo, "box bound lo"), real_array(hi, "box bound hi")
+    try:
+        lo, hi = np.broadcast_arrays(lo, hi)
+    except ValueError:
+        raise ValueError(f"box bounds differ in size: lo has {np.size(lo)} entries, hi has {np.size(hi)}") from None
     return Box(lo, hi, name)
 
 
 def unit_box(n: int = 784) -> Box:
-    """[0, 1]^n, the thesis's domain for MNIST (``non_imgref``)."""
-    if int(n) < 1:
-        raise ValueError(f"unit_box needs n ≥ 1, got {n}")
-    return Box(np.zeros(int(n)), np.ones(int(n)), "unit")
+    """[0, 1]^n, the thesis's domain for MNIST (``non_imgref``).
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not an integer ≥ 1 (``2.7``, ``0``, ``-3``, ``True``).
+    """
+    n = count(n, "unit_box's dimension n")
+    return Box(np.zeros(n), np.ones(n), "unit")
 
 
 def _as_image_vector(x0) -> np.ndarray:
-    x0 = np.asarray(x0, dtype=np.float64).ravel()
+    x0 = real_vector(x0, "the reference image x0")
     if x0.size == 0:
         raise ValueError("reference image is empty")
     if not np.all(np.isfinite(x0)):
@@ -120,21 +166,53 @@ def _as_image_vector(x0) -> np.ndarray:
 
 
 def linf_ball(x0, delta: float, clip: tuple[float, float] | None = (0.0, 1.0)) -> Box:
-    """[max(0, x₀ − δ), min(1, x₀ + δ)], the chapter-4 ``imgref_simple`` domain."""
+    """[max(0, x₀ − δ), min(1, x₀ + δ)], the chapter-4 ``imgref_simple`` domain.
+
+    Parameters
+    ----------
+    x0 : array of real numbers
+        The centre (flattened).
+    delta : float
+        The radius δ ≥ 0.
+    clip : (lo, hi) or None
+        The range the ball is clipped to (default the pixel range [0, 1]); None: no clipping.
+
+    Raises
+    ------
+    ValueError
+        For a radius that is negative, NaN or infinite; a ``clip`` that is not a pair
+        lo < hi of finite numbers; or a centre outside the clip range by more than δ at
+        some coordinate (the clipped ball would be empty — e.g. pixels in 0–255 instead
+        of [0, 1]).
+    """
     x0 = _as_image_vector(x0)
+    delta = real_scalar(delta, "the L∞ radius δ")
     if not np.isfinite(delta) or delta < 0:
         raise ValueError(f"the L∞ radius δ must be a finite number ≥ 0, got {delta}")
     lo, hi = x0 - delta, x0 + delta
     if clip is not None:
-        lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
-        if np.any(lo > hi):
-            raise ValueError(f"x₀ lies outside the clip range {clip} by more than δ; the ball is empty")
-    return Box(lo, hi, "linf", {"delta": float(delta)})
+        if not isinstance(clip, (tuple, list, np.ndarray)) or len(clip) != 2:
+            raise ValueError(f"clip must be a pair (lo, hi) or None, got {clip!r}")
+        c_lo, c_hi = real_scalar(clip[0], "clip's lower end"), real_scalar(clip[1], "clip's upper end")
+        if not (np.isfinite(c_lo) and np.isfinite(c_hi)) or not c_lo < c_hi:
+            raise ValueError(f"clip must be a range (lo, hi) of finite numbers with lo < hi, got {tuple(clip)!r}; "
+                             "e.g. (0, 1) for pixels, or None for no clipping")
+        out = np.flatnonzero((x0 < c_lo - delta) | (x0 > c_hi + delta))
+        if out.size:
+            i = int(out[0])
+            raise ValueError(
+                f"x₀ lies outside the clip range {(c_lo, c_hi)} by more than δ = {delta:g} at {out.size} "
+                f"coordinate(s), first {i}: x₀[{i}] = {float(x0[i])!r}; the ball is empty. Scale x₀ to the clip range "
+                "(pixels in [0, 1], not 0–255) or pass clip=None")
+        lo, hi = np.clip(lo, c_lo, c_hi), np.clip(hi, c_lo, c_hi)
+    return Box(lo, hi, "linf", {"delta": delta})
 
 
 def neighbour_means(x0, m: int = 3, pad: int = 2, shape: tuple[int, int] = (28, 28)) -> np.ndarray:
     """d_ij: mean of the zero-padded image over the m×m window centred at (i, j)."""
-    if m < 1 or m % 2 == 0:
+    m, pad = count(m, "window size m"), count(pad, "padding pad", minimum=0)
+    shape = (count(shape[0], "image height"), count(shape[1], "image width"))
+    if m % 2 == 0:
         raise ValueError(f"window size m must be odd and ≥ 1 to be centred, got {m}")
     r = m // 2
     if pad < r:
@@ -163,6 +241,7 @@ def neighbours_box(x0, eps: float = 0.18, m: int = 3, pad: int = 2, shape: tuple
     shape. The box is centred on the local mean, not on x₀, so x₀ itself need not lie
     inside it (SPEC §3).
     """
+    eps = real_scalar(eps, "ε")
     if not np.isfinite(eps) or not 0 <= eps <= 1:
         raise ValueError(f"ε must lie in [0, 1], got {eps}")
     d = neighbour_means(x0, m, pad, shape).ravel()

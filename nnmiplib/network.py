@@ -54,8 +54,9 @@ class Network:
     Raises
     ------
     ValueError
-        Naming the offending layer, for non-finite values, wrong ranks or shapes that
-        do not chain.
+        Naming the offending layer, for values that are not real numbers (complex,
+        boolean, strings, objects), non-finite values, wrong ranks or shapes that do not
+        chain.
     """
 
     def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], *, name: str | None = None):
@@ -71,10 +72,15 @@ class Network:
         ws, bs = [], []
         for l, (w, b) in enumerate(zip(weights, biases)):
             try:
-                w = np.asarray(w, dtype=np.float64)
-                b = np.asarray(b, dtype=np.float64)
+                w, b = np.asarray(w), np.asarray(b)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"layer {l}: parameters are not numeric arrays ({exc})") from None
+            for what, a in (("weight", w), ("bias", b)):
+                if a.dtype.kind not in "iuf":  # complex, bool, strings, objects: no implicit cast
+                    kind = {"c": "complex", "b": "boolean"}.get(a.dtype.kind, "non-numeric")
+                    raise ValueError(f"layer {l}: {what} has {kind} dtype {a.dtype}; a Network's parameters are "
+                                     "real numbers (int or float arrays)")
+            w, b = w.astype(np.float64), b.astype(np.float64)
             if w.ndim != 2:
                 raise ValueError(f"layer {l}: weight must be a 2-D (n_out, n_in) matrix, got shape {w.shape}")
             if b.ndim != 1 or b.shape[0] != w.shape[0]:

@@ -78,11 +78,13 @@ def round_weights(net: Network, eps: float, biases: bool = False) -> tuple[Netwo
     Raises
     ------
     ValueError
-        If ε is not a finite real number ≥ 0.
+        If ε is not a finite real number ≥ 0, or ``biases`` not a bool.
     """
     _check_net(net)
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite real number >= 0 (the rounding radius ε), got {eps!r}")
+    if not isinstance(biases, (bool, np.bool_)):
+        raise ValueError(f"biases must be True or False (also round biases?), got {biases!r}")
     eps = float(eps)
     new_w = [np.where(np.abs(w) <= eps, 0.0, w) for w in net.weights]
     new_b = [np.where(np.abs(b) <= eps, 0.0, b) for b in net.biases] if biases else list(net.biases)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .domains import count
 from .network import Network
 from .paths import atomic_write_bytes, nets_dir
 
@@ -98,19 +99,29 @@ def _penalty(model, reg: str):
     return sum((w * w).sum() for w in ws)
 
 
-def _check_args(hidden, reg, lam, epochs, batch_size, lr, penalty_scale):
+def _check_args(hidden, reg, lam, epochs, batch_size, lr, penalty_scale, seed=0, n_train=None):
+    """Raise ``ValueError`` naming the first argument of :func:`train_mlp` that means nothing;
+    return ``(hidden, epochs, batch_size, seed, n_train)`` as ints."""
     if reg not in ("none", "l1", "l2"):
         raise ValueError(f"reg must be 'none', 'l1' or 'l2', got {reg!r}")
-    if not (isinstance(lam, (int, float)) and np.isfinite(lam) and lam >= 0):
+    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-    if not hidden or any(int(h) != h or h < 1 for h in hidden):
-        raise ValueError(f"hidden must be a non-empty sequence of positive layer sizes, got {hidden!r}")
-    if int(epochs) != epochs or epochs < 1 or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be positive integers, got {epochs!r}, {batch_size!r}")
-    if not (lr > 0):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    try:
+        if isinstance(hidden, (str, bytes)) or not len(hidden):
+            raise ValueError
+        hidden = tuple(count(h, "a hidden layer size") for h in hidden)
+    except (TypeError, ValueError):
+        raise ValueError(f"hidden must be a non-empty sequence of positive layer sizes, got {hidden!r}") from None
+    epochs, batch_size = count(epochs, "epochs"), count(batch_size, "batch_size")
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(lr) or not lr > 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     if penalty_scale not in ("sum", "mean"):
         raise ValueError(f"penalty_scale must be 'sum' (λ/b, the book's) or 'mean' (λ on the batch mean), got {penalty_scale!r}")
+    seed = count(seed, "seed", minimum=0)
+    n_train = None if n_train is None else count(n_train, "n_train")
+    return hidden, epochs, batch_size, seed, n_train
 
 
 def train_mlp(hidden: Sequence[int] = (200,) * 5, reg: str = "l1", lam: float = 2e-4, epochs: int = 50,
@@ -152,7 +163,8 @@ def train_mlp(hidden: Sequence[int] = (200,) * 5, reg: str = "l1", lam: float = 
 
     Deterministic for a seed on CPU: torch uses one thread inside (restored afterwards).
     """
-    _check_args(hidden, reg, lam, epochs, batch_size, lr, penalty_scale)
+    hidden, epochs, batch_size, seed, n_train = _check_args(hidden, reg, lam, epochs, batch_size, lr, penalty_scale,
+                                                            seed, n_train)
     import torch
     from tqdm import tqdm
 
@@ -266,10 +278,15 @@ def _config(arch, reg, lam, scale, seed, penalty_scale="sum", epochs=None) -> di
         raise ValueError(f"reg must be 'none', 'l1' or 'l2', got {reg!r}")
     if penalty_scale not in ("sum", "mean"):
         raise ValueError(f"penalty_scale must be 'sum' or 'mean', got {penalty_scale!r}")
-    if reg != "none" and not (isinstance(lam, (int, float)) and np.isfinite(lam) and lam > 0):
+    if reg != "none" and (isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (int, float, np.integer, np.floating))
+                          or not np.isfinite(lam) or not lam > 0):
         raise ValueError(f"lam must be a finite number > 0 for reg={reg!r}, got {lam!r}; use reg='none' for λ = 0")
-    if epochs is not None and (isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1):
-        raise ValueError(f"epochs must be a positive integer or None (the scale's default), got {epochs!r}")
+    if epochs is not None:
+        try:
+            epochs = count(epochs, "epochs")
+        except ValueError:
+            raise ValueError(f"epochs must be a positive integer or None (the scale's default), got {epochs!r}") from None
+    seed = count(seed, "seed", minimum=0)
     scale = NET_SCALE[scale]  # quick nets are the paper nets
     hidden = SMOKE_STAND_INS[arch] if scale == "smoke" else ARCHITECTURES[arch]
     training = dict(SCALE_TRAINING[scale])

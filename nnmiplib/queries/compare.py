@@ -13,7 +13,15 @@ import numpy as np
 from ..domains import Box
 from ..network import Network
 from . import attacks as atk
-from .core import add_rows, check_nets, get_bounds, logit_cols, solve_linear
+from .core import (
+    add_rows,
+    check_class,
+    check_nets,
+    check_query_arguments,
+    get_bounds,
+    logit_cols,
+    solve_linear,
+)
 from .result import Result
 
 __all__ = ['maxdiff', 'maxout']
@@ -30,10 +38,23 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
     ``tol`` = absolute gap target). ``form="logits"`` (alias ``"margin"``) is the linear
     variant :math:`\max_x \max_k |a_{1,k} - a_{2,k}|` (same number of classes needed).
     ``bounds``: (b1, b2) computed on ``domain`` for exactly these networks.
+
+    Raises
+    ------
+    ValueError
+        Before any work, for an argument that means nothing: ``time_limit`` ≤ 0 or NaN
+        (None: no limit), an unknown ``solver``/``bounds_method``/``form``, a negative ``tol``
+        (:func:`nnmiplib.queries.core.check_query_arguments`).
     """
     t0 = time.perf_counter()
+    time_limit = check_query_arguments(domain=domain, time_limit=time_limit, solver=solver, bounds=bounds,
+                                       bounds_method=bounds_method, attack=attack, rng=rng, tol=tol)
     nets = [net1, net2]
     check_nets(nets, domain)
+    if form not in ("softmax", "logits", "margin"):
+        raise ValueError(f"form must be 'softmax' or 'logits' (alias 'margin'), got {form!r}")
+    if form != "softmax" and net1.n_outputs != net2.n_outputs:
+        raise ValueError("the logits form needs the same number of classes in both networks")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
     t1 = time.perf_counter()  # the time limit starts after the bounds
     if form == "softmax":
@@ -44,10 +65,6 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
         res.extra["bounds_time"] = tb
         res.time = time.perf_counter() - t0
         return res
-    if form not in ("logits", "margin"):
-        raise ValueError(f"form must be 'softmax' or 'logits' (alias 'margin'), got {form!r}")
-    if net1.n_outputs != net2.n_outputs:
-        raise ValueError("the logits form needs the same number of classes in both networks")
     from ..mip.encode import encode
 
     res = Result("maxdiff-logits", "max", solver=solver)
@@ -110,16 +127,21 @@ def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: flo
     witness is ``verified`` only if both class margins are ≥ τ + margin in float64; the
     dual bound is valid for the τ' problem. ``infeasible`` means no input makes the nets
     answer (C₁, C₂) with that margin.
+
+    Raises
+    ------
+    ValueError
+        Before any work, for an argument that means nothing: ``time_limit`` ≤ 0 or NaN
+        (None: no limit), an unknown ``solver``/``bounds_method``, ``c1``/``c2`` not
+        integer classes (``1.7``), a negative or NaN ``tau``/``margin``
+        (:func:`nnmiplib.queries.core.check_query_arguments`).
     """
     t0 = time.perf_counter()
+    time_limit = check_query_arguments(domain=domain, time_limit=time_limit, solver=solver, bounds=bounds,
+                                       bounds_method=bounds_method, attack=attack, rng=rng, tau=tau, margin=margin)
     nets = [net1, net2]
     check_nets(nets, domain)
-    for c, n, nm_ in ((c1, net1, "c1"), (c2, net2, "c2")):
-        if not 0 <= int(c) < n.n_outputs:
-            raise ValueError(f"{nm_}={c} is not a class of a network with {n.n_outputs} outputs")
-    if tau < 0:
-        raise ValueError(f"tau must be ≥ 0, got {tau}")
-    c1, c2 = int(c1), int(c2)
+    c1, c2 = check_class(c1, net1.n_outputs, "c1"), check_class(c2, net2.n_outputs, "c2")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
     t1 = time.perf_counter()  # the time limit starts after the bounds
     from ..mip.encode import encode

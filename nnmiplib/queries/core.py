@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..bounds.base import Bounds
 from ..domains import Box
 from ..network import Network
 from . import attacks as atk
@@ -26,7 +27,11 @@ __all__ = [
     "START_TOL",
     "add_rows",
     "cache_version",
+    "check_class",
     "check_nets",
+    "check_query_arguments",
+    "check_time_limit",
+    "check_x0",
     "fill_dual",
     "finish_result",
     "get_bounds",
@@ -59,6 +64,107 @@ def cache_version() -> str:
     return f"{__version__}+queries{RESULTS_VERSION}"
 
 
+# -------------------------------------------------------------------- argument checks
+def check_time_limit(time_limit) -> float | None:
+    """``time_limit`` as positive seconds, or None for no limit (``inf`` is read as None).
+
+    Raises
+    ------
+    ValueError
+        For 0, a negative number, NaN, a bool or anything that is not a number.
+    """
+    if time_limit is None:
+        return None
+    if isinstance(time_limit, (bool, np.bool_)) or not isinstance(time_limit, (int, float, np.integer, np.floating)) \
+            or np.isnan(time_limit) or not time_limit > 0:
+        raise ValueError(f"time_limit must be positive seconds, or None for no limit; got {time_limit!r}")
+    return None if np.isinf(time_limit) else float(time_limit)
+
+
+def check_class(value, n_classes: int, what: str = "label") -> int:
+    """``value`` as a class index 0 ≤ value < ``n_classes``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``what``, for a bool, a non-integer (``1.7``, ``"3"``) or an index out of range.
+    """
+    ok = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not ok:
+        raise ValueError(f"{what} must be an integer class index in 0..{n_classes - 1}, got {value!r}")
+    if not 0 <= int(value) < n_classes:
+        raise ValueError(f"{what}={int(value)} is not a class of a network with {n_classes} outputs "
+                         f"(0..{n_classes - 1})")
+    return int(value)
+
+
+def check_query_arguments(*, domain=None, time_limit=None, solver: str = "highs", bounds=None,
+                          bounds_method: str = "lp", attack: bool = True, rng=0, counts: dict | None = None,
+                          **numbers) -> float | None:
+    """Validate the arguments every query shares, before any work; return ``time_limit`` (see
+    :func:`check_time_limit`).
+
+    Parameters
+    ----------
+    domain : Box
+        Must be a :class:`~nnmiplib.domains.Box`.
+    time_limit, solver, bounds, bounds_method, attack, rng
+        As in the queries: ``solver`` must name an installed backend
+        (:func:`nnmiplib.mip.solvers.get_backend`), ``bounds_method`` one of
+        :data:`nnmiplib.bounds.compute.METHODS` when ``bounds`` is None, ``attack`` a bool,
+        ``rng`` anything :func:`numpy.random.default_rng` accepts.
+    counts : dict, optional
+        Name → value of arguments that must be integers ≥ 1 (e.g. ``n_samples``).
+    **numbers
+        Name → value of arguments that must be finite numbers ≥ 0 (margins, ``tol``, ``tau``).
+
+    Raises
+    ------
+    ValueError
+        Naming the first argument that means nothing (``SolverError`` for a solver that is
+        known but not installed).
+    """
+    from ..bounds.compute import METHODS
+    from ..domains import count
+    from ..mip.solvers import get_backend
+
+    if domain is not None and not isinstance(domain, Box):
+        raise ValueError(f"domain must be an nnmiplib.domains.Box (e.g. unit_box(n), linf_ball(x0, δ), box(lo, hi)), "
+                         f"got {type(domain).__name__}")
+    time_limit = check_time_limit(time_limit)
+    if not isinstance(solver, str):
+        raise ValueError(f"solver must be a solver name such as 'highs', got {solver!r}")
+    get_backend(solver)
+    if bounds is None and bounds_method not in METHODS:
+        raise ValueError(f"bounds_method must be one of {', '.join(METHODS)}, got {bounds_method!r}")
+    if not isinstance(attack, (bool, np.bool_)):
+        raise ValueError(f"attack must be True or False, got {attack!r}")
+    try:
+        np.random.default_rng(rng)  # returns a Generator itself unchanged: no state is drawn
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"rng must be a seed (a non-negative integer), a numpy Generator or None, got {rng!r} "
+                         f"({exc})") from None
+    for name, v in numbers.items():
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(v) or v < 0:
+            raise ValueError(f"{name} must be a finite number ≥ 0, got {v!r}")
+    for name, v in (counts or {}).items():
+        count(v, name)
+    return time_limit
+
+
+def check_x0(x0, n_inputs: int) -> np.ndarray:
+    """``x0`` as a flat float64 vector of ``n_inputs`` finite real numbers (``ValueError`` otherwise)."""
+    from ..domains import real_vector
+
+    x = real_vector(x0, "x0")
+    if x.size != n_inputs:
+        raise ValueError(f"x0 has {x.size} entries; the network takes {n_inputs}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x0 contains NaN or infinite values")
+    return x
+
+
 # ----------------------------------------------------------------------------- helpers
 def get_bounds(nets: Sequence[Network], domain: Box, bounds=None, method: str = "lp", **kw) -> tuple[list, float]:
     """One Bounds per network on ``domain`` (given or computed); returns (bounds, seconds)."""
@@ -73,6 +179,9 @@ def get_bounds(nets: Sequence[Network], domain: Box, bounds=None, method: str = 
     if len(bounds) != len(nets):
         raise ValueError(f"got {len(bounds)} bounds for {len(nets)} networks; pass one Bounds per network")
     for n, b in zip(nets, bounds):
+        if not isinstance(b, Bounds):
+            raise ValueError(f"bounds must be nnmiplib Bounds objects (from compute_bounds), one per network, or None; "
+                             f"got {type(b).__name__}")
         dig = getattr(b, "net_digest", None)
         if dig is not None and dig != n.digest():
             raise ValueError(f"bounds were computed for another network (digest {dig[:10]} ≠ {n.digest()[:10]}); "
@@ -84,6 +193,9 @@ def get_bounds(nets: Sequence[Network], domain: Box, bounds=None, method: str = 
 
 
 def check_nets(nets: Sequence[Network], domain: Box) -> None:
+    """Each of ``nets`` is a :class:`~nnmiplib.Network` taking ``domain``'s number of inputs."""
+    if not isinstance(domain, Box):
+        raise ValueError(f"domain must be an nnmiplib.domains.Box, got {type(domain).__name__}")
     for n in nets:
         if not isinstance(n, Network):
             raise ValueError(f"expected nnmiplib.Network objects, got {type(n).__name__}")

@@ -12,7 +12,7 @@ import numpy as np
 from ..domains import Box
 from ..network import Network
 from . import attacks as atk
-from .core import add_rows, check_nets, get_bounds, solve_linear
+from .core import add_rows, check_nets, check_query_arguments, get_bounds, solve_linear
 from .result import Result, relative_gap
 
 __all__ = ['flip_count', 'maxflip']
@@ -48,8 +48,19 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
     constant, and a neuron stable in both networks adds a constant to the objective.
     The float64 objective counts neurons with (a₁ > 0) ≠ (a₂ > 0); ``verified`` requires
     it to equal the solver's count (a flip the solver claims at a = 0 exactly does not count).
+
+    Raises
+    ------
+    ValueError
+        Before any work, for an argument that means nothing: ``time_limit`` ≤ 0 or NaN
+        (None: no limit), an unknown ``solver``/``bounds_method``, ``n_samples`` < 1,
+        architectures that differ
+        (:func:`nnmiplib.queries.core.check_query_arguments`).
     """
     t0 = time.perf_counter()
+    time_limit = check_query_arguments(domain=domain, time_limit=time_limit, solver=solver, bounds=bounds,
+                                       bounds_method=bounds_method, attack=attack, rng=rng,
+                                       counts={"n_samples": n_samples})
     nets = [net1, net2]
     check_nets(nets, domain)
     if net1.layer_sizes != net2.layer_sizes:

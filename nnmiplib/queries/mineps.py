@@ -15,7 +15,10 @@ from ..network import Network
 from . import attacks as atk
 from .core import (
     add_rows,
+    check_class,
     check_nets,
+    check_query_arguments,
+    check_x0,
     get_bounds,
     logit_cols,
     lp_objective_bound,
@@ -47,23 +50,33 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
     m₂ = 2·flip_margin, a witness is verified when both margins hold (≥ keep_margin,
     ≥ flip_margin) in float64 and ‖x − x₀‖∞ ≤ the solver's ε (+ tolerance). ``objective``
     is ‖x − x₀‖∞ of the witness, ``dual_bound`` a lower bound on ε* (for the m₁, m₂ model).
+
+    Raises
+    ------
+    ValueError
+        Before any work, for an argument that means nothing: ``label`` not an integer class
+        (``1.7``) or not N₁(x₀), ``x0`` outside the domain, ``time_limit`` ≤ 0 or NaN (None:
+        no limit), an unknown ``solver``/``bounds_method``, a negative margin.
     """
     t0 = time.perf_counter()
+    time_limit = check_query_arguments(domain=domain, time_limit=time_limit, solver=solver, bounds=bounds,
+                                       bounds_method=bounds_method, attack=attack, rng=rng,
+                                       keep_margin=keep_margin, flip_margin=flip_margin)
     nets = [original, pruned]
-    x0 = np.asarray(x0, dtype=np.float64).ravel()
+    for n in nets:
+        if not isinstance(n, Network):
+            raise ValueError(f"expected nnmiplib.Network objects, got {type(n).__name__}")
+    x0 = check_x0(x0, original.n_inputs)
     if domain is None:
         domain = unit_box(x0.size)
     check_nets(nets, domain)
-    if original.layer_sizes[0] != x0.size:
-        raise ValueError(f"x0 has {x0.size} entries; the networks take {original.n_inputs}")
     if not domain.contains(x0, DOMAIN_TOL):
         raise ValueError("x0 lies outside the input domain; mineps perturbs x0 inside the domain")
+    if pruned.n_outputs != original.n_outputs:
+        raise ValueError(f"the networks have {original.n_outputs} and {pruned.n_outputs} classes; mineps compares "
+                         "a network with its pruned copy (same classes)")
     c0 = int(np.argmax(original.forward(x0)))
-    if label is None:
-        label = c0
-    label = int(label)
-    if not 0 <= label < original.n_outputs or pruned.n_outputs != original.n_outputs:
-        raise ValueError(f"label {label} must be a class of both networks ({original.n_outputs} outputs)")
+    label = c0 if label is None else check_class(label, original.n_outputs, "label")
     if c0 != label:
         raise ValueError(f"the original network answers {c0} at x0, not the label {label}; "
                          "mineps needs N₁(x₀) = C₀ (SPEC §4)")

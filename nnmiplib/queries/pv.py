@@ -16,6 +16,8 @@ from . import attacks as atk
 from .core import (
     add_rows,
     check_nets,
+    check_query_arguments,
+    check_x0,
     finish_result,
     get_bounds,
     logit_cols,
@@ -76,14 +78,24 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     search stops as soon as an incumbent reaches ``margin`` (the class changes; the
     attack's point counts) or the dual bound falls to ``−margin`` (robust, proven), so
     ``objective`` is then a witness, not the maximum.
+
+    Raises
+    ------
+    ValueError
+        Before any work, for an argument that means nothing: ``time_limit`` ≤ 0 or NaN
+        (None: no limit), an unknown ``solver``/``bounds_method``/``form``, a negative
+        ``tol``/``margin``, an ``x0`` of the wrong size or with NaN
+        (:func:`nnmiplib.queries.core.check_query_arguments`).
     """
     t0 = time.perf_counter()
+    time_limit = check_query_arguments(domain=domain, time_limit=time_limit, solver=solver, bounds=bounds,
+                                       bounds_method=bounds_method, attack=attack, rng=rng, tol=tol, margin=margin)
     check_nets([net], domain)
-    x0 = np.asarray(x0, dtype=np.float64).ravel()
-    if x0.size != net.n_inputs:
-        raise ValueError(f"x0 has {x0.size} entries; the network takes {net.n_inputs}")
+    x0 = check_x0(x0, net.n_inputs)
     if form not in ("margin", "softmax"):
         raise ValueError(f"form must be 'margin' or 'softmax', got {form!r}")
+    if not isinstance(decide, (bool, np.bool_)):
+        raise ValueError(f"decide must be True or False, got {decide!r}")
     bds, tb = get_bounds([net], domain, bounds, bounds_method)
     t1 = time.perf_counter()  # the time limit starts after the bounds
     deadline = None if time_limit is None else t1 + time_limit

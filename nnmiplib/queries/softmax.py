@@ -119,16 +119,35 @@ def softmax_l1_query(nets, domain, bounds, *, y0=None, time_limit: float | None 
     ``time_limit`` is a wall-clock budget from ``t_start`` (default: the call) shared by
     the difference LPs, the attack, every model build and every solver round; the
     network bounds are computed before and are not charged.
+
+    Raises
+    ------
+    ValueError
+        Before any work, for an argument that means nothing (``time_limit`` ≤ 0 or NaN,
+        a negative ``tol``, ``max_iter`` < 1, a share outside [0, 1], an unknown
+        ``solver`` or ``diff_bounds``; see :func:`nnmiplib.queries.core.check_query_arguments`).
     """
     import time as _time
 
+    from ..domains import count
     from ..mip.encode import encode
     from ..mip.solvers import Status
     from . import attacks as atk
-    from .core import run_model, solver_input, start_violation, widen_dual
+    from .core import check_query_arguments, run_model, solver_input, start_violation, widen_dual
     from .result import DOMAIN_TOL, Result, rel_tol, relative_gap
     from .softmax_pwl import L1Block, SoftmaxBlock, SoftmaxState
 
+    time_limit = check_query_arguments(domain=domain, time_limit=time_limit, solver=solver, bounds=bounds,
+                                       attack=attack, rng=rng, tol=tol, round_share=round_share,
+                                       diff_share=diff_share,
+                                       counts={"max_iter": max_iter, "n_segments": n_segments,
+                                               "max_breakpoints": max_breakpoints})
+    count(n_tangents, "n_tangents", minimum=0)
+    if not 0 < round_share <= 1 or diff_share > 1:
+        raise ValueError(f"round_share must lie in (0, 1] and diff_share in [0, 1], got {round_share!r} and "
+                         f"{diff_share!r}")
+    if diff_bounds not in ("lp", "box"):
+        raise ValueError(f"diff_bounds must be 'lp' or 'box', got {diff_bounds!r}")
     t0 = _time.perf_counter() if t_start is None else float(t_start)
     nets = list(nets)
     if y0 is None and len(nets) != 2:
