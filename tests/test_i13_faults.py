@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import TensorProto, numpy_helper
-from test_i13_vnnlib import HEAD, _box, _recheck
+from test_i13_vnnlib import HEAD, box_text, recheck_witness
 
 from nnmiplib import Network
 
@@ -17,7 +17,7 @@ from nnmiplib import Network
 def ties(tmp_path_factory):
     d = tmp_path_factory.mktemp("faults")
     net = Network([np.array([[2.0]])], [np.array([-1.0])])
-    text = HEAD.format(t="float32", n=1) + _box(1, "0.0", "1.0") + "(assert (>= Y[0,0] 1.0))\n"
+    text = HEAD.format(t="float32", n=1) + box_text(1, "0.0", "1.0") + "(assert (>= Y[0,0] 1.0))\n"
     (d / "affine.vnnlib").write_text(text)
     return {"affine": (net.to_onnx(d / "affine.onnx"), d / "affine.vnnlib", text, 1)}
 
@@ -74,7 +74,7 @@ def test_serialised_files_are_written_atomically(ties, tmp_path, monkeypatch, ca
         full_disk_under(mp, folder)
         assert main(["verify", str(qpath), "--network", f"N={path}", "--serialise-assignments", str(folder)]) == 0
     out = capfd.readouterr()
-    _recheck(text, path, out.out)
+    recheck_witness(text, path, out.out)
     assert "No space left" in out.err
     assert (folder / "X.pb").read_bytes() == b"previous"  # not truncated by the failed write
 

@@ -37,7 +37,7 @@ def _parse_assignment(lines):
     return values
 
 
-def _recheck(query_text, onnx_path, stdout):
+def recheck_witness(query_text, onnx_path, stdout):
     """The printed witness: inputs of the ONNX type, outputs recomputed by onnxruntime, query holds."""
     q = parse_query(query_text)
     lines = stdout.splitlines()
@@ -57,7 +57,7 @@ def _recheck(query_text, onnx_path, stdout):
 HEAD = "(vnnlib-version <2.0>)\n(declare-network N (declare-input X {t} [1,{n}]) (declare-output Y {t} [1,1]))\n"
 
 
-def _box(n, lo, hi):
+def box_text(n, lo, hi):
     return "(assert (and " + " ".join(f"(>= X[0,{i}] {lo}) (<= X[0,{i}] {hi})" for i in range(n)) + "))\n"
 
 
@@ -68,13 +68,13 @@ def ties(tmp_path_factory):
     cases = {
         # Y = 2·X − 1 on X ∈ [0, 1], Y ≥ 1: only X = 1
         "affine": (Network([np.array([[2.0]])], [np.array([-1.0])]), 1,
-                   HEAD.format(t="float32", n=1) + _box(1, "0.0", "1.0") + "(assert (>= Y[0,0] 1.0))\n"),
+                   HEAD.format(t="float32", n=1) + box_text(1, "0.0", "1.0") + "(assert (>= Y[0,0] 1.0))\n"),
         # a ReLU network whose output is 0 on the whole box, Y ≤ 0
         "relu_zero": (Network([-np.ones((3, 2)), np.ones((1, 3))], [-np.ones(3), np.zeros(1)]), 2,
-                      HEAD.format(t="float32", n=2) + _box(2, "0.0", "1.0") + "(assert (<= Y[0,0] 0.0))\n"),
+                      HEAD.format(t="float32", n=2) + box_text(2, "0.0", "1.0") + "(assert (<= Y[0,0] 0.0))\n"),
         # Y = 0.25·X0 + 0.5·X1 + 0.25·X2 on [0, 4]³, Y ≥ 4: only the top corner
         "corner": (Network([np.array([[0.25, 0.5, 0.25]])], [np.zeros(1)]), 3,
-                   HEAD.format(t="real", n=3) + _box(3, "0.0", "4.0") + "(assert (>= Y[0,0] 4.0))\n"),
+                   HEAD.format(t="real", n=3) + box_text(3, "0.0", "4.0") + "(assert (>= Y[0,0] 4.0))\n"),
     }
     out = {}
     for name, (net, n, text) in cases.items():
@@ -89,7 +89,7 @@ def test_non_strict_ties_are_sat_with_a_checked_witness(ties, name):
     path, qpath, text, _ = ties[name]
     rc, out, err = _cli("verify", qpath, "--network", f"N={path}", "--timeout", 60)
     assert rc == 0, err
-    x, y = _recheck(text, path, out)
+    x, y = recheck_witness(text, path, out)
     if name == "affine":
         assert x.ravel()[0] == 1.0 and y[0] == 1.0
     if name == "corner":
@@ -139,7 +139,7 @@ def test_unsupported_construct_answers_unknown_with_one_line_reason(tmp_path, wh
                  k("Div", ["x", "d"], ["y"], name="ratio")]
     path = _graph(tmp_path / "g.onnx", nodes, {"one": np.ones(2)})
     q = tmp_path / "q.vnnlib"
-    q.write_text(HEAD.format(t="float32", n=2).replace("[1,1]", "[1,2]") + _box(2, "0.0", "1.0")
+    q.write_text(HEAD.format(t="float32", n=2).replace("[1,1]", "[1,2]") + box_text(2, "0.0", "1.0")
                  + "(assert (>= Y[0,0] 0.5))\n")
     rc, out, err = _cli("verify", q, "--network", f"N={path}", "--timeout", 30)
     assert rc == 0 and out == "unknown\n", (rc, out, err)
@@ -151,7 +151,7 @@ def test_unsupported_construct_answers_unknown_with_one_line_reason(tmp_path, wh
 def test_operator_outside_supports_is_an_error(tmp_path):
     path = _graph(tmp_path / "g.onnx", [helper.make_node("Abs", ["x"], ["y"], name="abs")])
     q = tmp_path / "q.vnnlib"
-    q.write_text(HEAD.format(t="float32", n=2).replace("[1,1]", "[1,2]") + _box(2, "0.0", "1.0")
+    q.write_text(HEAD.format(t="float32", n=2).replace("[1,1]", "[1,2]") + box_text(2, "0.0", "1.0")
                  + "(assert (>= Y[0,0] 0.5))\n")
     from nnmiplib.cli import main
 
@@ -173,6 +173,6 @@ def test_serialise_into_an_unwritable_folder_keeps_the_answer(ties, tmp_path):
     blocker.write_text("not a folder")
     rc, out, err = _cli("verify", qpath, "--network", f"N={path}", "--serialise-assignments", blocker / "out")
     assert rc == 0, err
-    _recheck(text, path, out)  # the result word, then the assignment on stdout
+    recheck_witness(text, path, out)  # the result word, then the assignment on stdout
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot write the assignment" in lines[0] and "Traceback" not in err, err
