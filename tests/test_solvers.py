@@ -216,3 +216,27 @@ def test_dual_stop_ends_the_search_with_a_valid_dual_bound(solver):
 def _relaxed(m):
     m.relax = True
     return m
+
+
+def test_highs_infeasible_is_confirmed_without_presolve():
+    """highspy 1.16's presolve declares this feasible all-stable Big-M model infeasible (tight
+    bounds); the backend re-runs without presolve before reporting INFEASIBLE."""
+    import numpy as np
+    from test_alpha import random_box, random_net
+
+    from nnmiplib.bounds import crown_bounds
+    from nnmiplib.mip import encode
+    from nnmiplib.mip.solvers import get_backend
+
+    net, dom = random_net((2, 6, 5, 3), 13, zero_frac=0.0, stable_frac=0.3), random_box(2, 13)
+    model = encode(net, dom, crown_bounds(net, dom))
+    X = dom.lo + (dom.hi - dom.lo) * np.random.default_rng(0).uniform(size=(2000, 2))
+    for j in range(net.n_outputs):
+        for sense in ("max", "min"):
+            c = np.zeros(model.n_vars)
+            c[model.nets[0].a[-1][j]] = 1.0
+            model.set_objective(c, sense)
+            s = get_backend("highs")(model, mip_gap=1e-9).solve()
+            assert s.ok, s.message
+            y = net.forward(X)[:, j]
+            assert (s.objective >= y.max() - 1e-6) if sense == "max" else (s.objective <= y.min() + 1e-6)

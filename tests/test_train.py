@@ -1,12 +1,10 @@
 """Training determinism, the penalty, and the zoo's on-disk cache (hit, miss, truncation)."""
 
+import itertools
 import json
 
 import numpy as np
 import pytest
-
-import itertools
-
 import torch
 
 import nnmiplib.train as T

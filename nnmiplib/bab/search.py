@@ -318,7 +318,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
           rel_gap: float = 1e-2, abs_gap: float = 1e-6, time_limit: float | None = 60.0, batch: int | None = None,
           root_iterations: int = 60, iterations: int = 12, k_candidates: int = 4, max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
-          initial_points=None) -> BabResult:
+          initial_points=None, split_rows: bool | None = None) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -339,6 +339,10 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
     attack_starts : gradient-ascent starts at the root.
     threads : torch threads (default 1: small batches lose more to thread start-up than they gain).
     initial_points : inputs to offer as incumbents first (e.g. a reference image).
+    split_rows : when every group is one row, search one row at a time (default): a tree
+        per row, rows in decreasing order of their root bound, each row's α and β only,
+        and rows the root already settles skipped — ``R`` times less work per node than
+        carrying every row through every node. The incumbent and the deadline are shared.
     """
     import torch
 
@@ -346,17 +350,78 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
     deadline = None if time_limit is None else t0 + float(time_limit)
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(int(threads or 1))
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    C, d = np.atleast_2d(np.asarray(C, dtype=np.float64)), np.ravel(np.asarray(d, dtype=np.float64))
+    single = groups is None or len(set(np.asarray(groups).tolist())) == C.shape[0]
+    args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes)
     try:
-        return _solve(net, np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64),
-                      np.atleast_2d(np.asarray(C, dtype=np.float64)), np.ravel(np.asarray(d, dtype=np.float64)),
-                      lower, upper, groups, threshold, rel_gap, abs_gap, deadline, batch, root_iterations, iterations,
-                      k_candidates, max_nodes, attack_starts, seed, initial_points, t0)
+        if (split_rows is None or split_rows) and single and C.shape[0] > 1:
+            return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
+                                  initial_points, t0)
+        return _solve(net, lo, hi, C, d, lower, upper, groups, threshold, *args, attack_starts, seed, initial_points,
+                      t0)
     finally:
         torch.set_num_threads(prev_threads)
 
 
+def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed, initial_points, t0):
+    """:func:`solve` one row at a time (every group a single row): see ``split_rows``."""
+    import torch
+
+    rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes = args
+    R_ = C.shape[0]
+    everything = np.arange(R_)
+    primal = _Primal(net, C, d, everything, R_, lo, hi)
+    if initial_points is not None:
+        primal.offer(initial_points, "given")
+    if attack_starts:
+        rng = np.random.default_rng(seed)
+        starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
+        starts[0] = (lo + hi) / 2
+        primal.offer(primal.ascend(starts, steps=30), "attack")
+    layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
+    root_ub, _ = R.optimise(layers, R.NodeBatch.root(layers), iterations=root_iterations)
+    root_ub = root_ub[0].numpy()
+    traj = [(time.perf_counter() - t0, float(max(root_ub.max(), primal.value)), primal.value)]
+    duals, nodes, status, parts = root_ub.copy(), 1, None, {}
+    gap = lambda v: max(abs_gap, rel_gap * abs(v))
+    for r in np.argsort(-root_ub):
+        if threshold is not None and primal.value > threshold:
+            status = "violated"
+            break
+        floor = threshold if threshold is not None else primal.value + gap(primal.value)
+        if root_ub[r] <= floor:
+            continue
+        if deadline is not None and time.perf_counter() >= deadline:
+            status = "time_limit"
+            break
+        res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], lower, upper, None, threshold, rel_gap, abs_gap, deadline,
+                     batch, root_iterations, iterations, k_candidates, max_nodes, 0, seed, primal.x, t0,
+                     floor=None if threshold is not None else primal.value)
+        nodes += res.nodes
+        duals[r] = min(duals[r], res.dual_bound)
+        parts[int(r)] = res.status
+        if res.x is not None:
+            primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
+        traj += [(tt, max(dd, *(duals[q] for q in everything if q != r)), max(pp, primal.value))
+                 for tt, dd, pp in res.trajectory]
+        if res.status in ("time_limit", "node_limit"):
+            status = res.status
+            break
+    dual = float(max(duals.max(), primal.value))
+    if status is None:
+        if threshold is not None:
+            status = "violated" if primal.value > threshold else ("proved" if dual <= threshold else "time_limit")
+        else:
+            status = "optimal" if dual - primal.value <= gap(primal.value) else "time_limit"
+    del torch
+    return BabResult(status, primal.value if primal.x is not None else None, primal.x, dual, nodes,
+                     time.perf_counter() - t0, traj, {"rows": parts, "root_bounds": root_ub.tolist(),
+                                                      "incumbent_source": primal.source, "split_rows": True})
+
+
 def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
-           iterations, k_candidates, max_nodes, attack_starts, seed, initial_points, t0):
+           iterations, k_candidates, max_nodes, attack_starts, seed, initial_points, t0, floor=None):
     import torch
 
     groups = np.arange(C.shape[0]) if groups is None else np.asarray(groups, dtype=np.int64)
@@ -429,9 +494,9 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
             return "violated"
         if threshold is not None and global_bound() <= threshold:
             return "proved"
-        if threshold is None and primal.x is not None:
-            gb = global_bound()
-            if gb - primal.value <= max(abs_gap, rel_gap * abs(primal.value)):
+        if threshold is None and (primal.x is not None or floor is not None):
+            gb, best = global_bound(), max(primal.value, -math.inf if floor is None else floor)
+            if gb - best <= max(abs_gap, rel_gap * abs(best)):
                 return "optimal"
         if not heap and threshold is None:
             return "optimal" if primal.x is not None else "proved"
@@ -439,7 +504,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
 
     worst = _worst_rows(ub, groups, G)
     primal.offer(_input_vertices(layers, root, worst), "relaxation")
-    keep = _keep_mask(ub, groups, G, threshold, primal, abs_gap, rel_gap)
+    keep = _keep_mask(ub, groups, G, threshold, primal, abs_gap, rel_gap, floor)
     drop(ub, keep)
     if bool(keep[0]):
         push(root, ub, torch.zeros(1, dtype=torch.int64))
@@ -466,7 +531,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         rows_ub = torch.cat([c.ub for c in take])
         depth = torch.cat([c.depth for c in take])
         # re-check against the incumbent found since these were queued
-        keep = _keep_mask(rows_ub, groups, G, threshold, primal, abs_gap, rel_gap)
+        keep = _keep_mask(rows_ub, groups, G, threshold, primal, abs_gap, rel_gap, floor)
         drop(rows_ub, keep)
         nodes, rows_ub, depth = nodes.take(keep), rows_ub[keep], depth[keep]
         if nodes.n == 0:
@@ -500,7 +565,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
             primal.offer(X, "relaxation")
             if not decided_by_point():
                 primal.offer(primal.ascend(X, steps=10), "relaxation+ascent")
-            keep = _keep_mask(kub, groups, G, threshold, primal, abs_gap, rel_gap)
+            keep = _keep_mask(kub, groups, G, threshold, primal, abs_gap, rel_gap, floor)
             drop(kub, keep)
             push(kids.take(keep), kub[keep], kdepth[keep])
         stats["batches"] += 1
@@ -516,11 +581,13 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
     return res
 
 
-def _keep_mask(rows_ub, groups, n_groups, threshold, primal, abs_gap, rel_gap):
-    """Nodes whose bound can still matter: above the threshold, or above the incumbent plus the gap."""
+def _keep_mask(rows_ub, groups, n_groups, threshold, primal, abs_gap, rel_gap, floor=None):
+    """Nodes whose bound can still matter: above the threshold, or above the incumbent (or a
+    ``floor`` known from elsewhere, e.g. another row's incumbent) plus the gap."""
     v = _group_value_t(rows_ub, groups, n_groups)
     if threshold is not None:
         return v > threshold
-    if primal.x is None:
+    best = max(primal.value if primal.x is not None else -math.inf, -math.inf if floor is None else floor)
+    if best == -math.inf:
         return v > -math.inf
-    return v > primal.value + max(abs_gap, rel_gap * abs(primal.value))
+    return v > best + max(abs_gap, rel_gap * abs(best))

@@ -116,6 +116,30 @@ class HighsBackend(Backend):
     def _set_col_bounds(self, idx, lo, hi) -> None:
         self.h.changeColsBounds(idx.size, idx.astype(np.int32), lo, hi)
 
+    def _confirm_infeasible(self, ms):
+        """Re-run without presolve before calling a model infeasible.
+
+        highspy 1.16's presolve has declared feasible Big-M models infeasible when their
+        bounds are tight (a forward pass satisfied every row to 3e-15); callers take
+        INFEASIBLE as a proof (an empty node, a refuted disjunct), so it must hold without
+        presolve too. The status of the confirming run is returned.
+        """
+        h = self.h
+        prev = h.getOptionValue("presolve")
+        prev = prev[1] if isinstance(prev, tuple) else prev
+        if prev == "off":
+            return ms
+        h.setOptionValue("presolve", "off")
+        try:
+            h.run()
+        finally:
+            h.setOptionValue("presolve", prev)
+        new = h.getModelStatus()
+        if new != ms:
+            log.info("HiGHS presolve said %s; without presolve: %s", h.modelStatusToString(ms),
+                     h.modelStatusToString(new))
+        return new
+
     def _solve(self, time_limit, start, objective_target=None, dual_stop=None, **kw) -> Solution:
         # HiGHS's own ``objective_bound`` option is not used for dual_stop: with it, highspy
         # 1.16 reported "Optimal" with a dual bound below the true maximum of a test MIP;
@@ -159,6 +183,8 @@ class HighsBackend(Backend):
             h.setOptionValue("time_limit", h.getRunTime() + limit - wall)
             h.run()
             ms = h.getModelStatus()
+        if ms in (MS.kInfeasible, MS.kUnboundedOrInfeasible):
+            ms = self._confirm_infeasible(ms)
         status = {
             MS.kOptimal: Status.OPTIMAL,
             MS.kInfeasible: Status.INFEASIBLE,
