@@ -139,3 +139,54 @@ def test_time_limit_keeps_a_valid_bound():
               abs_gap=0.0, iterations=2)
     assert r.dual_bound >= brute - 1e-9
     assert r.time < 10
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_refined_node_bounds_contain_every_point_of_the_node(seed):
+    """refine(): each node's re-tightened intermediate bounds hold every input whose phases match
+    its decisions; a node it calls empty has no such input on a fine grid."""
+    net = rnet([2, 8, 8, 6, 4], seed + 20)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C, d)
+    rng = np.random.default_rng(seed)
+    N = 32
+    nodes = relax.NodeBatch.root(layers, N)
+    for k, s in enumerate(layers.sizes):
+        nodes.split[k] = torch.as_tensor(rng.choice([-1, 0, 0, 0, 1], size=(N, s)).astype(np.int8))
+    refined, empty = relax.refine(layers, nodes)
+    X = grid2(301)
+    pre = net.preactivations(X)
+    kept = [np.flatnonzero(kp) for kp in layers.keep]
+    tighter = 0
+    for n in range(N):
+        inside = np.ones(len(X), dtype=bool)
+        for k in range(net.depth):
+            s = nodes.split[k][n].numpy()
+            a = pre[k][:, kept[k]]
+            inside &= np.all((s <= 0) | (a >= 0), axis=1) & np.all((s >= 0) | (a <= 0), axis=1)
+        if empty[n]:
+            assert not inside.any()
+            continue
+        for k in range(net.depth):
+            a = pre[k][inside][:, kept[k]]
+            lo, up = refined.lower[k][n].numpy(), refined.upper[k][n].numpy()
+            assert np.all(a <= up + 1e-12) and np.all(a >= lo - 1e-12)
+            tighter += int((up < layers.upper[k].numpy() - 1e-9).sum())
+        val, mag, _ = relax.bound(layers, refined.take([n]))
+        if inside.any():
+            assert np.all((net.forward(X[inside]) @ C.T + d).max(0) <= relax.certified(val, mag).numpy()[0])
+    assert tighter > 0  # the refinement did something
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_refined_search_reaches_the_brute_force_maximum(seed):
+    net = rnet([2, 10, 10, 8, 4], seed + 30)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    brute = float(group_value(net.forward(grid2(601)) @ C.T + d, np.arange(3), 3).max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=60, rel_gap=1e-6,
+              abs_gap=1e-7, refine=True)
+    assert r.dual_bound >= brute - 1e-9 and r.status == "optimal" and r.value >= brute - 1e-3

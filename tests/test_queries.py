@@ -34,15 +34,16 @@ def check_common(r, nets, dom):
 
 
 # ------------------------------------------------------------------------ PV margin
+@pytest.mark.parametrize("engine", ["bab", "mip"])
 @pytest.mark.parametrize("seed", range(3))
-def test_pv_margin_matches_grid(seed):
+def test_pv_margin_matches_grid(seed, engine):
     net = rnet([2, 8, 6, 4], seed)
     x0 = np.array([0.3, 0.6])
     c = int(np.argmax(net.forward(x0)))
     A = net.forward(X)
     gmax = (np.max(np.delete(A, c, axis=1), axis=1) - A[:, c]).max()
-    r = Q.max_output_change(net, UNIT, x0, form="margin", bounds_method="crown", time_limit=20)
-    assert r.status == "optimal"
+    r = Q.max_output_change(net, UNIT, x0, form="margin", bounds_method="crown", time_limit=20, engine=engine)
+    assert r.status == "optimal" and r.extra["engine"] == engine
     check_common(r, [net], UNIT)
     a = net.forward(r.x)
     assert r.objective == pytest.approx(np.max(np.delete(a, c)) - a[c], abs=1e-12)
@@ -51,12 +52,13 @@ def test_pv_margin_matches_grid(seed):
     assert r.extra["class_changed"] == (r.objective >= 1e-6)
 
 
-def test_pv_margin_proves_robustness_on_a_small_ball():
+@pytest.mark.parametrize("engine", ["bab", "mip"])
+def test_pv_margin_proves_robustness_on_a_small_ball(engine):
     """A dual bound < 0 proves no input of the ball changes the class."""
     net = rnet([2, 8, 4], 11)
     x0 = np.array([0.5, 0.5])
     dom = nm.domains.linf_ball(x0, 0.001)
-    r = Q.max_output_change(net, dom, x0, form="margin", bounds_method="crown", time_limit=10)
+    r = Q.max_output_change(net, dom, x0, form="margin", bounds_method="crown", time_limit=10, engine=engine)
     samples = dom.sample(2000, 0)
     c = int(np.argmax(net.forward(x0)))
     A = net.forward(samples)
@@ -64,15 +66,17 @@ def test_pv_margin_proves_robustness_on_a_small_ball():
     assert r.extra["robust_proven"] and not r.extra["class_changed"]
 
 
+@pytest.mark.parametrize("engine", ["bab", "mip"])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("delta", [0.002, 0.3])
-def test_pv_decide_agrees_with_the_optimum(seed, delta):
+def test_pv_decide_agrees_with_the_optimum(seed, delta, engine):
     """decide=True answers the same yes/no question as the optimisation, with a witness or a proof."""
     net = rnet([2, 10, 8, 4], seed)
     x0 = np.array([0.45, 0.55])
     dom = nm.domains.linf_ball(x0, delta)
-    full = Q.max_output_change(net, dom, x0, form="margin", bounds_method="crown", time_limit=20)
-    fast = Q.max_output_change(net, dom, x0, form="margin", bounds_method="crown", time_limit=20, decide=True)
+    full = Q.max_output_change(net, dom, x0, form="margin", bounds_method="crown", time_limit=20, engine="mip")
+    fast = Q.max_output_change(net, dom, x0, form="margin", bounds_method="crown", time_limit=20, decide=True,
+                               engine=engine)
     assert full.status == "optimal" and fast.status in ("decided", "optimal")
     changes = full.objective >= 1e-6
     assert fast.extra["class_changed"] == changes

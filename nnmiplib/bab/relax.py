@@ -124,28 +124,54 @@ class NodeBatch:
 
     ``split[k]``: int8 tensor ``(N, n_k)`` with ``+1`` active, ``−1`` inactive, ``0`` free;
     ``alpha[k]``: ``(N, R, n_k)`` lower slopes; ``beta[k]``: ``(N, R, n_k)`` multipliers of
-    the decisions (zero where free).
+    the decisions (zero where free); ``lower``/``upper``: per-node intermediate bounds
+    ``(N, n_k)`` once :func:`refine` has tightened them (None: the shared ones of ``Layers``).
     """
 
     split: list
     alpha: list
     beta: list
+    lower: list | None = None
+    upper: list | None = None
 
     @property
     def n(self) -> int:
         return int(self.split[0].shape[0]) if self.split else 0
 
     def take(self, idx) -> NodeBatch:
-        return NodeBatch([s[idx] for s in self.split], [a[idx] for a in self.alpha], [b[idx] for b in self.beta])
+        own = self.lower is not None
+        return NodeBatch([s[idx] for s in self.split], [a[idx] for a in self.alpha], [b[idx] for b in self.beta],
+                         [x[idx] for x in self.lower] if own else None, [x[idx] for x in self.upper] if own else None)
+
+    def bounds(self, layers: Layers, k: int):
+        """``(lower, upper)`` of hidden layer ``k`` for these nodes (their own, or the shared ones)."""
+        if self.lower is None:
+            return layers.lower[k], layers.upper[k]
+        return self.lower[k], self.upper[k]
 
     @staticmethod
     def cat(batches) -> NodeBatch:
         import torch
 
         batches = [b for b in batches if b.n]
-        return NodeBatch([torch.cat(z) for z in zip(*(b.split for b in batches))],
-                         [torch.cat(z) for z in zip(*(b.alpha for b in batches))],
-                         [torch.cat(z) for z in zip(*(b.beta for b in batches))])
+        own = any(b.lower is not None for b in batches)
+        if own:  # a batch without its own bounds carries the shared ones
+            raise_missing = [b for b in batches if b.lower is None]
+            if raise_missing:
+                raise ValueError("NodeBatch.cat: mix of nodes with and without their own bounds; "
+                                 "use NodeBatch.with_bounds first")
+        cat = lambda lists: [torch.cat(z) for z in zip(*lists)]
+        return NodeBatch(cat([b.split for b in batches]), cat([b.alpha for b in batches]),
+                         cat([b.beta for b in batches]), cat([b.lower for b in batches]) if own else None,
+                         cat([b.upper for b in batches]) if own else None)
+
+    def with_bounds(self, layers: Layers) -> NodeBatch:
+        """The same nodes carrying their own copies of the intermediate bounds."""
+        if self.lower is not None:
+            return self
+        lo = [x.expand(self.n, -1).clone() for x in layers.lower]
+        up = [x.expand(self.n, -1).clone() for x in layers.upper]
+        return NodeBatch(self.split, self.alpha, self.beta, lo, up)
 
     @staticmethod
     def root(layers: Layers, n: int = 1) -> NodeBatch:
@@ -204,7 +230,7 @@ def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lam
         for k in range(L - 1, -1, -1):  # hidden layer k+1: h = ReLU(a), a = W^k h^k + b^k
             if keep_lambdas:
                 lams[k] = Lam.detach()
-            _l, _u, su, tu, lin, free = phase_relaxation(layers.lower[k], layers.upper[k], nodes.split[k])
+            _l, _u, su, tu, lin, free = phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
             su, tu, lin, free = su[:, None, :], tu[:, None, :], lin[:, None, :], free[:, None, :]
             pos = Lam > 0
             slope_lo = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin)
@@ -253,7 +279,7 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
     alpha = [a.detach().clone().requires_grad_(True) for a in nodes.alpha]
     beta = [b.detach().clone().requires_grad_(True) for b in nodes.beta]
     params = [*alpha, *beta]
-    work = NodeBatch(nodes.split, alpha, beta)
+    work = NodeBatch(nodes.split, alpha, beta, nodes.lower, nodes.upper)
     # Adam by hand (torch.optim's first use imports the compiler stack: seconds)
     m1 = [torch.zeros_like(p) for p in params]
     m2 = [torch.zeros_like(p) for p in params]
@@ -278,5 +304,66 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
                 a.clamp_(0.0, 1.0)
             for b in beta:
                 b.clamp_(min=0.0)
-    done = NodeBatch(nodes.split, [a.detach() for a in alpha], [b.detach() for b in beta])
+    done = NodeBatch(nodes.split, [a.detach() for a in alpha], [b.detach() for b in beta], nodes.lower, nodes.upper)
     return ub, done
+
+
+def refine(layers: Layers, nodes: NodeBatch, first: int = 1) -> tuple[NodeBatch, object]:
+    """Re-tighten the intermediate bounds of every node from hidden layer ``first`` on.
+
+    For hidden layer ``m`` each node's free unstable neurons are bounded again by
+    back-substitution (CROWN: the chord above, DeepPoly's adaptive line below) through the
+    node's own relaxations of the layers before — where its decisions make neurons linear —
+    and intersected with the bounds it had; deeper layers then use the tightened ones.
+    Sound like :func:`bound` (float64, widened outward). A node whose bounds cross is empty
+    (no input satisfies its decisions).
+
+    Returns ``(nodes with their own bounds, empty)`` with ``empty`` a bool ``(N,)``.
+    """
+    import torch
+
+    nodes = nodes.with_bounds(layers)
+    N = nodes.n
+    lowers, uppers = [x.clone() for x in nodes.lower], [x.clone() for x in nodes.upper]
+    empty = torch.zeros(N, dtype=torch.bool)
+    xmag = torch.maximum(layers.lo.abs(), layers.hi.abs())
+    for m in range(max(first, 1), layers.depth):
+        cur = NodeBatch(nodes.split, nodes.alpha, nodes.beta, lowers, uppers)
+        *_, free = phase_relaxation(lowers[m], uppers[m], nodes.split[m])
+        counts = free.sum(1)
+        M = int(counts.max()) if N else 0
+        if M == 0:
+            continue
+        order = torch.argsort((~free).to(torch.int8), dim=1, stable=True)[:, :M]  # free neurons first
+        valid = torch.arange(M)[None, :] < counts[:, None]
+        Wm, bm = layers.W[m], layers.b[m]
+        rows = Wm[order]  # (N, M, n_m): coefficients on h^m
+        Lam = torch.cat([rows, -rows], dim=1)
+        c = torch.cat([bm[order], -bm[order]], dim=1)
+        cmag = c.abs()
+        with torch.no_grad():
+            for k in range(m - 1, -1, -1):
+                l, u, su, tu, lin, fr = phase_relaxation(*cur.bounds(layers, k), nodes.split[k])
+                su, tu, lin, fr = su[:, None, :], tu[:, None, :], lin[:, None, :], fr[:, None, :]
+                adaptive = (u > -l).to(torch.float64)[:, None, :]
+                slope_lo = torch.where(fr, adaptive, lin)
+                pos = Lam > 0
+                Lpos = torch.where(pos, Lam, torch.zeros_like(Lam))
+                c = c + (Lpos * tu).sum(-1)
+                A = torch.where(pos, Lam * su, Lam * slope_lo)
+                c = c + A @ layers.b[k]
+                cmag = cmag + (Lpos * tu).sum(-1) + A.abs() @ layers.b[k].abs()
+                Lam = A @ layers.W[k]
+            val = torch.clamp(Lam, min=0.0) @ layers.hi + torch.clamp(Lam, max=0.0) @ layers.lo + c
+            mag = Lam.abs() @ xmag + cmag
+            up = val[:, :M] + MARGIN * (1.0 + val[:, :M].abs() + mag[:, :M])
+            lo = -val[:, M:] - MARGIN * (1.0 + val[:, M:].abs() + mag[:, M:])
+            new_u, new_l = uppers[m].clone(), lowers[m].clone()
+            idx_n = torch.arange(N)[:, None].expand(N, M)
+            cu = torch.where(valid, torch.minimum(new_u[idx_n, order], up), new_u[idx_n, order])
+            cl = torch.where(valid, torch.maximum(new_l[idx_n, order], lo), new_l[idx_n, order])
+            new_u[idx_n, order] = cu
+            new_l[idx_n, order] = cl
+            empty |= (new_l > new_u).any(1)
+            uppers[m], lowers[m] = torch.maximum(new_u, new_l), new_l  # keep crossings valid; node is empty
+    return NodeBatch(nodes.split, nodes.alpha, nodes.beta, lowers, uppers), empty

@@ -145,7 +145,7 @@ def _free_count(layers, nodes) -> object:
 
     n = torch.zeros(nodes.n, dtype=torch.int64)
     for k in range(layers.depth):
-        *_, free = R.phase_relaxation(layers.lower[k], layers.upper[k], nodes.split[k])
+        *_, free = R.phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
         n += free.sum(-1)
     return n
 
@@ -157,7 +157,7 @@ def _scores(layers, nodes, lams, worst_row):
     out = []
     idx = torch.arange(nodes.n)
     for k in range(layers.depth):
-        l, u, _su, tu, _lin, free = R.phase_relaxation(layers.lower[k], layers.upper[k], nodes.split[k])
+        l, u, _su, tu, _lin, free = R.phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
         lam = lams[k][idx, worst_row]  # (N, n_k): coefficient on h^{k+1} for the node's worst row
         s = lam.clamp(min=0.0) * tu + 1e-3 * lam.abs() * torch.minimum(u, -l).clamp(min=0.0)
         out.append(torch.where(free, s, torch.full_like(s, -math.inf)))
@@ -246,7 +246,7 @@ def _input_coefficients(layers, nodes):
     with torch.no_grad():
         Lam = layers.C.expand(N, R_, -1) @ layers.W[L]
         for k in range(L - 1, -1, -1):
-            _l, _u, su, _tu, lin, free = R.phase_relaxation(layers.lower[k], layers.upper[k], nodes.split[k])
+            _l, _u, su, _tu, lin, free = R.phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
             su, lin, free = su[:, None, :], lin[:, None, :], free[:, None, :]
             slope_lo = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin)
             A = torch.where(Lam > 0, Lam * su, Lam * slope_lo)
@@ -255,7 +255,7 @@ def _input_coefficients(layers, nodes):
     return Lam
 
 
-def _leaf_lp(net, layers, split_row, lo, hi, C, d, groups, n_groups, time_limit):
+def _leaf_lp(net, layers, node, lo, hi, C, d, groups, n_groups, time_limit):
     """Exact maximum of F on a leaf (every neuron's phase known): one LP per group (HiGHS).
 
     With every phase fixed the network is linear on the node's region, which the
@@ -272,9 +272,13 @@ def _leaf_lp(net, layers, split_row, lo, hi, C, d, groups, n_groups, time_limit)
     from ..mip.solvers.base import Status, safe_lp_bound
 
     lower, upper = [], []
-    for k, s in enumerate(layers.full_split(split_row)):
-        l, u, *_ = R.phase_relaxation(torch.as_tensor(layers.full_lower[k]), torch.as_tensor(layers.full_upper[k]),
-                                      torch.as_tensor(s)[None])
+    for k, s in enumerate(layers.full_split([s[0] for s in node.split])):
+        fl, fu = layers.full_lower[k].copy(), layers.full_upper[k].copy()
+        if node.lower is not None:  # the node's own (tightened) bounds on the kept neurons
+            kp = layers.keep[k]
+            fl[kp] = np.maximum(fl[kp], node.lower[k][0].numpy())
+            fu[kp] = np.minimum(fu[kp], node.upper[k][0].numpy())
+        l, u, *_ = R.phase_relaxation(torch.as_tensor(fl), torch.as_tensor(fu), torch.as_tensor(s)[None])
         lower.append(l[0].numpy())
         upper.append(u[0].numpy())
     # logit and objective bounds by interval arithmetic from the last hidden layer (tight column
@@ -318,7 +322,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
           rel_gap: float = 1e-2, abs_gap: float = 1e-6, time_limit: float | None = 60.0, batch: int | None = None,
           root_iterations: int = 60, iterations: int = 12, k_candidates: int = 4, max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
-          initial_points=None, split_rows: bool | None = None) -> BabResult:
+          initial_points=None, split_rows: bool | None = None, refine: bool = False) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -343,6 +347,10 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
         per row, rows in decreasing order of their root bound, each row's α and β only,
         and rows the root already settles skipped — ``R`` times less work per node than
         carrying every row through every node. The incumbent and the deadline are shared.
+    refine : re-tighten each child's intermediate bounds after its decision
+        (:func:`nnmiplib.bab.relax.refine`): tighter nodes at a cost per node that grows with
+        depth. Without it the given bounds are the Big-M constants of every node's
+        relaxation (an exact solve of the thesis's MIP with those constants).
     """
     import torch
 
@@ -353,7 +361,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     C, d = np.atleast_2d(np.asarray(C, dtype=np.float64)), np.ravel(np.asarray(d, dtype=np.float64))
     single = groups is None or len(set(np.asarray(groups).tolist())) == C.shape[0]
-    args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes)
+    args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine)
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
@@ -368,20 +376,31 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     """:func:`solve` one row at a time (every group a single row): see ``split_rows``."""
     import torch
 
-    rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes = args
+    rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine = args
     R_ = C.shape[0]
     everything = np.arange(R_)
     primal = _Primal(net, C, d, everything, R_, lo, hi)
     if initial_points is not None:
         primal.offer(initial_points, "given")
+    rng = np.random.default_rng(seed)
     if attack_starts:
-        rng = np.random.default_rng(seed)
         starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
         starts[0] = (lo + hi) / 2
         primal.offer(primal.ascend(starts, steps=30), "attack")
     layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
     root_ub, _ = R.optimise(layers, R.NodeBatch.root(layers), iterations=root_iterations)
     root_ub = root_ub[0].numpy()
+    if attack_starts:  # a targeted ascent per open row: the joint one follows only the largest row
+        for r in np.argsort(-root_ub):
+            floor = threshold if threshold is not None else primal.value
+            if (threshold is not None and primal.value > threshold) or root_ub[r] <= floor:
+                continue
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            one = _Primal(net, C[r:r + 1], d[r:r + 1], np.zeros(1, dtype=np.int64), 1, lo, hi)
+            starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
+            starts[0] = primal.x if primal.x is not None else (lo + hi) / 2
+            primal.offer(one.ascend(starts, steps=60), f"attack on row {int(r)}")
     traj = [(time.perf_counter() - t0, float(max(root_ub.max(), primal.value)), primal.value)]
     duals, nodes, status, parts = root_ub.copy(), 1, None, {}
     gap = lambda v: max(abs_gap, rel_gap * abs(v))
@@ -396,7 +415,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             status = "time_limit"
             break
         res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], lower, upper, None, threshold, rel_gap, abs_gap, deadline,
-                     batch, root_iterations, iterations, k_candidates, max_nodes, 0, seed, primal.x, t0,
+                     batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed, primal.x, t0,
                      floor=None if threshold is not None else primal.value)
         nodes += res.nodes
         duals[r] = min(duals[r], res.dual_bound)
@@ -421,7 +440,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
 
 
 def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
-           iterations, k_candidates, max_nodes, attack_starts, seed, initial_points, t0, floor=None):
+           iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None):
     import torch
 
     groups = np.arange(C.shape[0]) if groups is None else np.asarray(groups, dtype=np.int64)
@@ -455,6 +474,8 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         starts[0], starts[1 % attack_starts] = (lo + hi) / 2, primal.x if primal.x is not None else (lo + hi) / 2
         primal.offer(primal.ascend(starts, steps=30), "attack")
     root = R.NodeBatch.root(layers)
+    if refine:
+        root = root.with_bounds(layers)
     ub, root = R.optimise(layers, root, iterations=root_iterations,
                           stop_below=None if threshold is None else torch.tensor([threshold]))
     root_value = float(_group_value_t(ub, groups, G)[0])
@@ -541,7 +562,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         if leaves.any():  # every phase known: solve the node exactly
             for n in torch.nonzero(leaves).flatten().tolist():
                 left = None if deadline is None else max(deadline - time.perf_counter(), 0.1)
-                val, x = _leaf_lp(net, layers, [s[n] for s in nodes.split], lo, hi, C, d, groups, G, left)
+                val, x = _leaf_lp(net, layers, nodes.take([n]), lo, hi, C, d, groups, G, left)
                 stats["leaves"] += 1
                 pruned = max(pruned, val)  # the leaf is closed with its exact (safe) maximum
                 if x is not None:
@@ -553,10 +574,17 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         if nodes.n:
             kids = _children(nodes, layer, index, torch.ones(nodes.n, dtype=torch.bool))
             parent_ub = rows_ub.repeat_interleave(2, 0)
+            kdepth = depth.repeat_interleave(2) + 1
+            if refine:
+                kids, empty = R.refine(layers, kids, first=int(layer.min()) + 1)
+                if empty.any():  # decisions no input satisfies: nothing to search there
+                    stats["empty"] = stats.get("empty", 0) + int(empty.sum())
+                    ok = ~empty
+                    kids, parent_ub, kdepth = kids.take(ok), parent_ub[ok], kdepth[ok]
+        if nodes.n and kids.n:
             stop = None if threshold is None else torch.full((kids.n,), float(threshold))
             kub, kids = R.optimise(layers, kids, iterations=iterations, best=parent_ub, stop_below=stop)
             nodes_bounded += kids.n
-            kdepth = depth.repeat_interleave(2) + 1
             worst = _worst_rows(kub, groups, G)
             # primal: the relaxation's corner of the most promising children, polished
             v = _group_value_t(kub, groups, G)

@@ -24,7 +24,7 @@ from .core import (
     run_model,
     solver_input,
 )
-from .result import Result
+from .result import DOMAIN_TOL, Result, rel_tol, relative_gap
 
 __all__ = ['max_output_change']
 
@@ -63,7 +63,7 @@ def _margin_max_model(model, a_cols: np.ndarray, lo: np.ndarray, hi: np.ndarray,
 def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bounds=None,
                       time_limit: float | None = 60.0, solver: str = "highs", bounds_method: str = "lp",
                       tol: float = 1e-3, attack: bool = True, rng=0, margin: float = 1e-6,
-                      decide: bool = False) -> Result:
+                      decide: bool = False, engine: str = "auto", refine: bool = True) -> Result:
     r"""Problem (PV), SPEC §3: the largest output change of ``net`` on ``domain``.
 
     ``form="softmax"``: :math:`\max_{x\in X} \lVert\operatorname{softmax}(a^{L+1}(x)) - y_0\rVert_1`
@@ -78,6 +78,14 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     search stops as soon as an incumbent reaches ``margin`` (the class changes; the
     attack's point counts) or the dual bound falls to ``−margin`` (robust, proven), so
     ``objective`` is then a witness, not the maximum.
+
+    ``engine`` (margin form): ``"bab"`` — branch and bound over ReLU phases
+    (:mod:`nnmiplib.bab`) with the given bounds as the intermediate bounds of every node's
+    relaxation, re-tightened per node when ``refine`` (with ``refine=False`` it is an exact
+    solve of the thesis's Big-M MIP with those constants); ``"mip"`` — the thesis's Big-M
+    model solved by ``solver`` as it is; ``"auto"`` (default) — ``"bab"`` for the margin form,
+    ``"mip"`` for the softmax form. ``extra["engine"]`` says which answered; with ``"bab"``,
+    ``extra["trajectory"]`` holds ``(seconds, dual bound, incumbent)`` over the search.
 
     Raises
     ------
@@ -94,6 +102,12 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     x0 = check_x0(x0, net.n_inputs)
     if form not in ("margin", "softmax"):
         raise ValueError(f"form must be 'margin' or 'softmax', got {form!r}")
+    if engine not in ("auto", "bab", "mip"):
+        raise ValueError(f"engine must be 'auto', 'bab' or 'mip', got {engine!r}")
+    if engine == "bab" and form == "softmax":
+        raise ValueError("engine='bab' answers the margin form; use form='margin' or engine='mip' for softmax")
+    if not isinstance(refine, (bool, np.bool_)):
+        raise ValueError(f"refine must be True or False, got {refine!r}")
     if not isinstance(decide, (bool, np.bool_)):
         raise ValueError(f"decide must be True or False, got {decide!r}")
     bds, tb = get_bounds([net], domain, bounds, bounds_method)
@@ -109,6 +123,8 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
         res.extra.update(bounds_time=tb, reference_class=c)
         res.time = time.perf_counter() - t0
         return res
+    if engine in ("auto", "bab"):
+        return _margin_bab(net, domain, x0, c, bds[0], tb, t0, t1, time_limit, margin, decide, attack, rng, refine)
     from ..mip.encode import encode
 
     res = Result("pv-margin", "max", solver=solver, margin=margin)
@@ -148,4 +164,48 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
                   model_value=model_value, t0=t0, model=model, deadline=deadline)
     res.extra["class_changed"] = bool(res.verified and res.objective is not None and res.objective >= margin)
     res.extra["robust_proven"] = bool(res.dual_bound is not None and res.dual_bound < 0)
+    res.extra["engine"] = "mip"
+    return res
+
+
+#: relative gap at which the branch and bound calls the margin optimum found
+BAB_REL_GAP = 1e-4
+
+
+def _margin_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, margin, decide, attack, rng, refine) -> Result:
+    """PV's margin form by :func:`nnmiplib.bab.solve`: rows ``e_k − e_c`` (k ≠ c), one group each."""
+    from ..bab import solve
+
+    K = net.n_outputs
+    C = np.array([np.eye(K)[k] - np.eye(K)[c] for k in range(K) if k != c])
+    left = None if time_limit is None else max(time_limit - (time.perf_counter() - t1), 1e-3)
+    seed = rng if isinstance(rng, (int, np.integer)) else 0
+    r = solve(net, domain.lo, domain.hi, C, np.zeros(K - 1), lower=bd.lower[:-1], upper=bd.upper[:-1],
+              threshold=margin if decide else None, rel_gap=BAB_REL_GAP, abs_gap=1e-6, time_limit=left,
+              attack_starts=64 if attack else 0, seed=int(seed), refine=refine,
+              initial_points=x0[None] if domain.contains(x0) else None)
+    res = Result("pv-margin", "max", solver="bab", margin=margin)
+    res.nodes, res.dual_bound = int(r.nodes), float(r.dual_bound)
+    if r.x is not None and domain.contains(r.x, DOMAIN_TOL):
+        y = net.forward(r.x)
+        res.x, res.incumbent_source = np.asarray(r.x, dtype=np.float64), f"bab:{r.stats.get('incumbent_source')}"
+        res.objective = float(np.max(np.delete(y, c)) - y[c])
+        res.solver_objective = float(r.value)
+        res.verified = abs(res.objective - res.solver_objective) <= rel_tol(res.objective, res.tolerance)
+        res.gap = relative_gap(res.objective, res.dual_bound)
+    decided = r.status in ("proved", "violated")
+    if decide and decided:
+        res.status = "decided"
+    elif r.status == "optimal" or (not decide and decided):
+        res.status = "optimal" if res.x is not None else "infeasible"
+    else:
+        res.status = "time_limit_feasible" if res.x is not None else "time_limit_infeasible"
+    res.message = f"branch and bound: {r.status}"
+    res.fill_outputs([net])
+    res.extra.update(bounds_time=tb, reference_class=c, engine="bab", bab_status=r.status,
+                     trajectory=[list(map(float, p)) for p in r.trajectory],
+                     bab={k: v for k, v in r.stats.items() if isinstance(v, (int, float, str, list, dict))})
+    res.extra["class_changed"] = bool(res.verified and res.objective is not None and res.objective >= margin)
+    res.extra["robust_proven"] = bool(res.dual_bound < 0)
+    res.time = time.perf_counter() - t0
     return res
