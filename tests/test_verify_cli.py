@@ -315,3 +315,39 @@ def test_equal_to_network_with_linear_input_coupling(tmp_path, capfd):
     assert _ort(path, u)[0] - _ort(path, x)[0] >= best - 0.01
     assert main(["verify", str(q), "--network", f"f={path}", "--network", f"g={path}"]) == 1
     assert "equal-to" in capfd.readouterr().err
+
+
+def test_with_inputs_appends_the_input_exactly():
+    from nnmiplib.vnnlib.engine import with_inputs
+
+    net = _net(5, hidden=(6, 5))
+    lo = np.array([-1.0, -0.5])
+    aug = with_inputs(net, lo)
+    X = lo + np.random.default_rng(0).uniform(0, 2, size=(500, 2))
+    Y = aug.forward(X)
+    assert np.allclose(Y[:, :3], net.forward(X), atol=1e-12) and np.allclose(Y[:, 3:], X, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_branch_and_bound_stage_decides_what_the_lp_cannot(tmp_path, seed):
+    """Thresholds just above the true maximum (unsat) and just below it (sat) on a deeper net:
+    the LP relaxation cannot refute the first, so the branch-and-bound stage decides; the
+    MILP stage (engine='mip') gives the same answers."""
+    net = _net(seed + 40, hidden=(16, 16, 16))
+    path = net.to_onnx(tmp_path / "f.onnx", dtype="float64")
+    X, h = _grid(401)
+    c = np.array([1.0, -1.0, 0.0])
+    top = float((net.forward(X) @ c).max())
+    miss = float(_lipschitz(net, c).sum()) * h / 2
+    loaded = {"f": load_onnx(path)}
+    stages = []
+    for thr, truth in ((top + miss + 0.05, "unsat"), (top - 0.01, "sat")):
+        q = parse_query(_v2_single(float(thr), dtype="float64"))
+        for engine in ("bab", "mip"):
+            res = verify(q, loaded, timeout=60, engine=engine)
+            assert res.status == truth, (seed, engine, thr, res.log)
+            stages += [line for line in res.log if "branch and bound" in line]
+            if truth == "sat":
+                x = np.asarray(res.values["X"], dtype=np.float64).ravel()
+                assert float(net.forward(x) @ c) >= thr
+    assert any("branch and bound: refuted" in s for s in stages)  # the LP left it open; the search closed it

@@ -30,6 +30,7 @@ bounds hundreds of nodes with a few large matrix products.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,7 +258,7 @@ def certified(val, mag):
 
 
 def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: float = 0.1, best=None,
-             stop_below=None):
+             stop_below=None, deadline: float | None = None):
     """Tighten the bounds of ``nodes`` by projected Adam on α (∈ [0,1]) and β (≥ 0).
 
     Parameters
@@ -268,6 +269,7 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
         never looser.
     stop_below : ``(N,)`` thresholds; the loop ends early once every node's bound (max over
         its rows' groups is taken by the caller) is below — a node proven is done.
+    deadline : ``time.perf_counter()`` value after which no further step starts.
 
     Returns
     -------
@@ -290,6 +292,8 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
         cert = certified(val, mag)
         ub = cert if ub is None else torch.minimum(ub, cert)
         if it == iterations or (stop_below is not None and bool((ub.max(-1).values <= stop_below).all())):
+            break
+        if deadline is not None and time.perf_counter() >= deadline:
             break
         grads = torch.autograd.grad(val.sum(), params, allow_unused=True)
         with torch.no_grad():

@@ -322,7 +322,8 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
           rel_gap: float = 1e-2, abs_gap: float = 1e-6, time_limit: float | None = 60.0, batch: int | None = None,
           root_iterations: int = 60, iterations: int = 12, k_candidates: int = 4, max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
-          initial_points=None, split_rows: bool | None = None, refine: bool = False) -> BabResult:
+          initial_points=None, split_rows: bool | None = None, refine: bool = False,
+          witness: float | None = None) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -335,6 +336,9 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
     groups : group (disjunct) of each row (default: every row its own group).
     threshold : decision mode: stop at a point with ``F > threshold`` or once every node is
         bounded by it. None: optimise to ``rel_gap``/``abs_gap``.
+    witness : with ``threshold``, the level a point must pass to end the search (default the
+        threshold), e.g. ``threshold = −τ`` to prove ``F < 0`` beyond a tolerance while a
+        point with ``F > witness`` is what counts as found.
     time_limit : seconds (wall clock, from the call).
     batch : nodes expanded per step (default: by network size).
     root_iterations, iterations : Adam steps on α, β at the root and per batch of children.
@@ -367,7 +371,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
                                   initial_points, t0)
         return _solve(net, lo, hi, C, d, lower, upper, groups, threshold, *args, attack_starts, seed, initial_points,
-                      t0)
+                      t0, witness=witness)
     finally:
         torch.set_num_threads(prev_threads)
 
@@ -440,7 +444,8 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
 
 
 def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
-           iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None):
+           iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
+           witness=None):
     import torch
 
     groups = np.arange(C.shape[0]) if groups is None else np.asarray(groups, dtype=np.int64)
@@ -464,7 +469,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         return deadline is not None and time.perf_counter() >= deadline
 
     def decided_by_point():
-        return threshold is not None and primal.value > threshold
+        return threshold is not None and primal.value > (threshold if witness is None else witness)
 
     # ---------------------------------------------------------------- root
     if initial_points is not None:
@@ -583,7 +588,8 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
                     kids, parent_ub, kdepth = kids.take(ok), parent_ub[ok], kdepth[ok]
         if nodes.n and kids.n:
             stop = None if threshold is None else torch.full((kids.n,), float(threshold))
-            kub, kids = R.optimise(layers, kids, iterations=iterations, best=parent_ub, stop_below=stop)
+            kub, kids = R.optimise(layers, kids, iterations=iterations, best=parent_ub, stop_below=stop,
+                                   deadline=deadline)
             nodes_bounded += kids.n
             worst = _worst_rows(kub, groups, G)
             # primal: the relaxation's corner of the most promising children, polished

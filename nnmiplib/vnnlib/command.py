@@ -8,9 +8,10 @@ order), or is written as ONNX ``TensorProto`` files ``DIR/NAME.pb`` (each writte
 atomically; if the folder cannot be written, the assignment is printed on stdout
 instead and stderr says why in one line). Everything else goes to stderr: while the
 verifier runs, file descriptor 1 is redirected to stderr so that solver banners cannot
-reach stdout, and results are written to the saved descriptor. A watchdog thread prints
-``timed-out`` and ends the process at ~90 % of ``--timeout`` if a solve overruns its own
-limit.
+reach stdout, and results are written to the saved descriptor. The search uses the whole
+``--timeout`` less :data:`RESERVE` seconds (at most 10 % of it) kept for printing; a watchdog
+thread prints ``timed-out`` and ends the process half that reserve before the end if a
+solve overruns its own limit.
 
 Semantics of the comparisons. ``<=`` and ``>=`` are non-strict, ``<`` and ``>`` strict,
 as in the VNN-LIB standard: ``sat`` means a point of the input region at which every
@@ -95,6 +96,11 @@ def _solver_arg(text: str) -> str:
     return text.lower()
 
 
+#: seconds of ``--timeout`` kept for writing the answer (at most 10 % of a short timeout); the
+#: watchdog answers ``timed-out`` at half of it before the end if a solve overruns
+RESERVE = 2.0
+
+
 def _timeout_arg(text: str) -> float:
     try:
         v = float(text)
@@ -111,12 +117,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("query", help="VNN-LIB 2.0 or 1.0 query (.vnnlib, .vnnlib.gz)")
     p.add_argument("--network", action="append", type=_network_arg, default=[], metavar="NAME=FILE",
                    help="ONNX file of a declared network (repeat for several networks)")
-    p.add_argument("--timeout", type=_timeout_arg, default=None, help="seconds (answer by ~90%% of it)")
+    p.add_argument("--timeout", type=_timeout_arg, default=None,
+                   help=f"seconds; the search uses all of it but {RESERVE:g} s kept for the answer")
     p.add_argument("--serialise-assignments", "--serialize-assignments", dest="serialise", metavar="DIR",
                    help="write a satisfying assignment as DIR/NAME.pb TensorProto files")
     p.add_argument("--solver", type=_solver_arg, default="highs",
                    help="MILP backend: highs, gurobi or scip if installed (non-standard option)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks (non-standard option)")
+    p.add_argument("--engine", choices=("auto", "bab", "mip"), default="auto",
+                   help="after bounds, attacks and the LP: branch and bound over ReLU phases (auto, bab) or "
+                        "the thesis's Big-M MILP (mip) (non-standard option)")
     p.set_defaults(func=verify_main)
     s = subparsers.add_parser("supports", help="report capabilities (VNN-LIB 2.0 standard, section 5.4)")
     g = s.add_mutually_exclusive_group(required=True)
@@ -262,14 +272,13 @@ def verify_main(args) -> int:
                     if standalone:  # in-process callers keep their process; the budget stops the search
                         os._exit(0)
 
-            at = max(0.9 * args.timeout, args.timeout - 5.0) if args.timeout > 10 else 0.9 * args.timeout
+            at = args.timeout - min(0.5 * RESERVE, 0.05 * args.timeout)
             timer = threading.Timer(max(0.0, at - spent), fire)
             timer.daemon = True
             timer.start()
-        budget = None if args.timeout is None else max(0.0, (0.8 if args.timeout > 10 else 0.75) * args.timeout
-                                                         - spent)
+        budget = None if args.timeout is None else max(0.0, args.timeout - spent - min(RESERVE, 0.1 * args.timeout))
         try:
-            res = verify(query, loaded, timeout=budget, solver=args.solver, seed=args.seed)
+            res = verify(query, loaded, timeout=budget, solver=args.solver, seed=args.seed, engine=args.engine)
         except ValueError as exc:  # a query/network combination the models cannot serve
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -20,7 +20,7 @@ from .problem import Disjunct, Problem, build_problem
 from .query import Query
 from .witness import check_witness, fp_error_bound
 
-__all__ = ["TIGHTEN_ABOVE", "VerifyResult", "verify"]
+__all__ = ["TIGHTEN_ABOVE", "VerifyResult", "verify", "with_inputs"]
 
 #: LP bound tightening (Algorithm 3) runs before a MILP only above this many unstable neurons.
 TIGHTEN_ABOVE = 100
@@ -172,9 +172,7 @@ def _solve_disjunct(prob: Problem, dj: Disjunct, bounds, margin, *, relax: bool,
                                      / scale[ineq]), initial=T)) if ineq else 0.0
     from ..mip.solvers.base import Status
 
-    ymag = float(np.max(np.abs(np.concatenate([bounds.lower[-1], bounds.upper[-1]])), initial=0.0))
-    tau = 1e-6 + 1e-7 * float(np.max(np.abs(dj.d / np.where(scale > 0, scale, 1)), initial=0.0)) \
-        + 1e-8 * ymag * float(np.max(np.abs(dj.Cy).sum(axis=1) / scale, initial=0.0))
+    tau = _tolerance(dj, bounds, scale)
     # a MILP stops as soon as its dual bound refutes the disjunct (t* ≤ −2τ < −τ)
     stop = {} if relax else {"dual_stop": -2 * tau}
     sol = be.solve(time_limit=max(time_limit, 0.05) if np.isfinite(time_limit) else None, start=st, **stop)
@@ -195,13 +193,94 @@ def _solve_disjunct(prob: Problem, dj: Disjunct, bounds, margin, *, relax: bool,
     return ("timeout" if sol.status is Status.TIME_LIMIT else "open"), x, sol.status.value
 
 
+def _tolerance(dj: Disjunct, bounds, scale) -> float:
+    """τ: a disjunct is refuted only when its normalised slack is bounded by −τ (1e-6 plus terms
+    relative to the row constants and the output magnitudes, covering solver tolerances)."""
+    ymag = float(np.max(np.abs(np.concatenate([bounds.lower[-1], bounds.upper[-1]])), initial=0.0))
+    return 1e-6 + 1e-7 * float(np.max(np.abs(dj.d / np.where(scale > 0, scale, 1)), initial=0.0)) \
+        + 1e-8 * ymag * float(np.max(np.abs(dj.Cy).sum(axis=1) / scale, initial=0.0))
+
+
+def with_inputs(net: Network, lo: np.ndarray) -> Network:
+    """``net`` with the input appended to its outputs, ``[y; x]``, exactly on ``x ≥ lo``.
+
+    Each hidden layer carries ``p = x − lo`` through extra neurons (``ReLU(p) = p`` because
+    ``p ≥ 0``), so rows that mix inputs and outputs become rows over the outputs alone.
+    """
+    n = net.n_inputs
+    I = np.eye(n)
+    Ws, bs = [], []
+    for k, (W, b) in enumerate(zip(net.weights, net.biases)):
+        W, b = np.asarray(W), np.asarray(b)
+        if k == 0:
+            Ws.append(np.vstack([W, I]))
+            bs.append(np.concatenate([b, -lo]))
+        else:
+            m_out, m_in = W.shape
+            blk = np.zeros((m_out + n, m_in + n))
+            blk[:m_out, :m_in], blk[m_out:, m_in:] = W, I
+            Ws.append(blk)
+            bs.append(np.concatenate([b, lo if k == net.depth else np.zeros(n)]))
+    if net.depth == 0:  # no hidden layer: the outputs and the input side by side
+        return Network([np.vstack([net.weights[0], I])], [np.concatenate([net.biases[0], np.zeros(n)])])
+    return Network(Ws, bs)
+
+
+def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int):
+    """Branch and bound (:mod:`nnmiplib.bab`) on ``max_x min_i slack_i(x)`` of the disjunct's rows.
+
+    Inequality ``i`` has slack ``(d_i + m_i − Cz_i z − Cy_i y) / s_i`` (``m`` the floating-point
+    margin, ``s`` the row scale), an equality two. The disjunct is refuted when every node's
+    bound is below ``−τ``; a point with every slack ≥ 0 is a witness candidate (checked by the
+    caller). Returns ``(verdict, x, why)`` like :func:`_solve_disjunct`.
+    """
+    from ..bab import solve
+    from ..bounds import compute_bounds
+    from ..domains import Box
+
+    net = prob.net
+    ineq, eq, scale = _rows(dj)
+    m = dj._margin
+    rows, rhs = [], []
+    for i in ineq:
+        rows.append(-np.concatenate([dj.Cy[i], dj.Cz[i]]) / scale[i])
+        rhs.append((dj.d[i] + m[i]) / scale[i])
+    for i in eq:
+        coef = np.concatenate([dj.Cy[i], dj.Cz[i]]) / scale[i]
+        rows += [-coef, coef]
+        rhs += [(dj.d[i] + m[i]) / scale[i], (m[i] - dj.d[i]) / scale[i]]
+    if not rows:  # no constraint: every point of the box is a witness
+        return "open", (dj.lo + dj.hi) / 2, "no rows"
+    C, d = np.array(rows), np.array(rhs)
+    spec = net
+    if dj.Cz.any():
+        spec = with_inputs(net, dj.lo)
+    else:
+        C = C[:, : net.n_outputs]
+    box = Box(dj.lo, dj.hi)
+    b = compute_bounds(spec, box, method="alpha", progress=False)
+    tau = _tolerance(dj, b if spec is net else dj._bounds, scale)
+    strict = any(o == "<" for o in dj.ops)
+    r = solve(spec, dj.lo, dj.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], groups=np.zeros(len(C), dtype=int),
+              threshold=-tau, witness=0.0 if strict else -1e-12, time_limit=max(time_limit, 0.05), refine=True,
+              seed=seed, split_rows=False)
+    how = f"branch and bound: {r.status} after {r.nodes} nodes, dual bound {r.dual_bound:.3g}"
+    if r.status == "proved":
+        return "refuted", None, how
+    return ("timeout" if r.status in ("time_limit", "node_limit") else "open"), r.x, how
+
+
 def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout: float | None = None,
-           solver: str = "highs", seed: int = 0, use_milp: bool = True, tighten_lp: bool = True) -> VerifyResult:
+           solver: str = "highs", seed: int = 0, use_milp: bool = True, tighten_lp: bool = True,
+           engine: str = "auto") -> VerifyResult:
     """Decide a VNN-LIB query over ReLU networks: sat (with a checked witness), unsat, unknown, timed-out.
 
     Order of work per disjunct of the DNF: empty input box → cheap bounds (interval ∩
     CROWN on the network extended by the constraint rows) → attacks (sampling, PGD) →
-    LP relaxation → MILP (thesis model 1.1–1.8) with the remaining time. ``unsat`` only
+    LP relaxation → with the remaining time split over the open disjuncts, the branch and
+    bound over ReLU phases (``engine="bab"``, the default ``"auto"``: :mod:`nnmiplib.bab` with
+    α-CROWN intermediate bounds re-tightened per node) or the MILP of the thesis's model
+    1.1–1.8 (``engine="mip"``). ``unsat`` only
     when every disjunct is refuted by a bound or a MILP dual bound beyond the
     threshold (plus the floating-point margin of :func:`fp_error_bound` for float
     element types) or by MILP infeasibility. Strict inequalities are relaxed to ``≤``
@@ -223,6 +302,8 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
 
     if timeout is not None and not timeout >= 0:  # 0: no time left, the answer is timed-out
         raise ValueError(f"timeout must be non-negative seconds or None, got {timeout!r}")
+    if engine not in ("auto", "bab", "mip"):
+        raise ValueError(f"engine must be 'auto', 'bab' or 'mip', got {engine!r}")
     get_backend(solver)  # an unknown or uninstalled solver is an error before any work, not at the MILP stage
     t0 = time.perf_counter()
     dl = _Deadline(timeout)
@@ -279,13 +360,19 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
             budget = dl.left() / max(1, len(open_) - i) if stage == "milp" else dl.left()
             n_unstable = sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))
             log.append(f"disjunct {dj.index}: {n_unstable} unstable neurons under the cheap bounds")
-            if stage == "milp" and tighten_lp and n_unstable > TIGHTEN_ABOVE:
-                dj._bounds = _tightened(net, dj, cache, 0.3 * budget)
-                budget = dl.left() / max(1, len(open_) - i)
-            verdict, x, why = _solve_disjunct(prob, dj, dj._bounds, dj._margin, relax=(stage == "lp"),
-                                              time_limit=budget, solver=solver)
+            if stage == "milp" and engine != "mip":
+                verdict, x, why = _bab_disjunct(prob, dj, time_limit=budget, seed=seed)
+                stage_name = "branch and bound"
+            else:
+                if stage == "milp" and tighten_lp and n_unstable > TIGHTEN_ABOVE:
+                    dj._bounds = _tightened(net, dj, cache, 0.3 * budget)
+                    budget = dl.left() / max(1, len(open_) - i)
+                verdict, x, why = _solve_disjunct(prob, dj, dj._bounds, dj._margin, relax=(stage == "lp"),
+                                                  time_limit=budget, solver=solver)
+                stage_name = stage
+            log.append(f"disjunct {dj.index}, {stage_name}: {verdict} ({why})")
             if verdict == "refuted":
-                dj.status, dj.how = "refuted", f"{stage}: {why}"
+                dj.status, dj.how = "refuted", f"{stage_name}: {why}"
                 continue
             if x is not None:
                 cand = _attack(prob, dj, rng, n_samples=0, steps=20, restarts=1, starts=x[None])

@@ -1,0 +1,97 @@
+"""Benchmark of PV (margin form) on chapter 3's instances: branch and bound against the Big-M MIP.
+
+    .venv/bin/python benchmarks/pv.py [--time-limit 120] [--engines bab mip] [--jobs 2]
+                                      [--archs 3000x1 800x2 200x5 100x10] [--digits 0 1 ... 9]
+                                      [--bounds alpha] [--optimise] [--out results.json]
+
+Instances: the book's 50-epoch L1 λ = 2·10⁻⁴ nets (one per thesis architecture) × one test
+image per digit (chapter 3's reference images) × the neighbours box (ε = 0.18, 3×3 window):
+40 instances. Each instance is solved by every engine of ``--engines`` with
+:func:`nnmiplib.queries.max_output_change` (``decide=True`` unless ``--optimise``), the same
+intermediate bounds (``--bounds``, computed once per instance and not charged to the limit),
+one process per instance and one thread each; ``--jobs`` instances run side by side.
+
+Printed: per instance the answer (class changes / robust / undecided), time and final dual
+bound of each engine; then per engine and architecture the share decided within the limit,
+the median time of the decided ones, and the share within 1 % gap (``--optimise``). Every
+"changes" answer comes with a witness re-checked in float64 by the query.
+
+The machine may be shared: run it idle (``uptime``) for numbers worth quoting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import time
+
+ARCHS = ("3000x1", "800x2", "200x5", "100x10")
+
+
+def _instance(args):
+    arch, digit, engines, time_limit, bounds, optimise = args
+    import numpy as np
+
+    import nnmiplib as nm
+    from nnmiplib.study import ch3
+
+    net = nm.train.zoo_net(arch, "l1", 2e-4, scale="paper")
+    x0 = ch3.reference_images([digit], 0)[digit][1]
+    box = nm.domains.neighbours_box(x0, eps=0.18, m=3, pad=2)
+    t = time.perf_counter()
+    b = nm.bounds.compute_bounds(net, box, method=bounds, progress=False)
+    tb = time.perf_counter() - t
+    out = {"arch": arch, "digit": digit, "bounds_time": tb,
+           "unstable": int(sum(((lo < 0) & (hi > 0)).sum() for lo, hi in zip(b.lower[:-1], b.upper[:-1]))),
+           "class": int(np.argmax(net.forward(x0)))}
+    for eng in engines:
+        r = nm.queries.max_output_change(net, box, x0, bounds=b, form="margin", time_limit=time_limit,
+                                         engine=eng, decide=not optimise)
+        changed, robust = bool(r.extra["class_changed"]), bool(r.extra["robust_proven"])
+        out[eng] = {"answer": "changes" if changed else ("robust" if robust else "undecided"), "time": r.time,
+                    "objective": r.objective, "dual_bound": r.dual_bound, "gap": r.gap, "status": r.status,
+                    "nodes": r.nodes, "verified": r.verified}
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--time-limit", type=float, default=120.0)
+    ap.add_argument("--engines", nargs="*", default=["bab", "mip"])
+    ap.add_argument("--archs", nargs="*", default=list(ARCHS))
+    ap.add_argument("--digits", nargs="*", type=int, default=list(range(10)))
+    ap.add_argument("--bounds", default="alpha", help="intermediate bounds on the box (default alpha)")
+    ap.add_argument("--optimise", action="store_true", help="optimise the margin instead of deciding")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", help="write every instance's numbers here (JSON)")
+    args = ap.parse_args(argv)
+    tasks = [(a, d, args.engines, args.time_limit, args.bounds, args.optimise) for a in args.archs for d in args.digits]
+    rows = []
+    with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
+        for r in pool.imap_unordered(_instance, tasks):
+            rows.append(r)
+            cells = "  ".join(f"{e}: {r[e]['answer']:>9} {r[e]['time']:6.1f}s dual {r[e]['dual_bound']:8.3f}"
+                              for e in args.engines)
+            print(f"{r['arch']:>6} digit {r['digit']} (unstable {r['unstable']:4d}, bounds {r['bounds_time']:.1f}s)  "
+                  f"{cells}", flush=True)
+    print(f"\nlimit {args.time_limit:g} s, bounds {args.bounds}, {'optimise' if args.optimise else 'decide'}")
+    for eng in args.engines:
+        for arch in [*args.archs, "all"]:
+            sel = [r for r in rows if arch in ("all", r["arch"])]
+            dec = [r for r in sel if r[eng]["answer"] != "undecided"]
+            ts = sorted(r[eng]["time"] for r in dec)
+            med = ts[len(ts) // 2] if ts else float("nan")
+            line = (f"{eng:>4} {arch:>6}: decided {len(dec)}/{len(sel)} ({len(dec) / max(len(sel), 1):.0%}), "
+                    f"median time of the decided {med:.1f} s")
+            if args.optimise:
+                g = sum(1 for r in sel if r[eng]["gap"] is not None and r[eng]["gap"] <= 0.01)
+                line += f", gap ≤ 1 % {g}/{len(sel)}"
+            print(line)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
