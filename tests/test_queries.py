@@ -88,6 +88,25 @@ def test_pv_decide_agrees_with_the_optimum(seed, delta, engine):
         assert fast.dual_bound < 0 and fast.dual_bound >= full.objective - 1e-9
 
 
+@pytest.mark.parametrize("engine", ["bab", "mip"])
+@pytest.mark.parametrize("seed", range(3))
+def test_pv_softmax_matches_grid(seed, engine):
+    """The thesis's objective ‖softmax(a(x)) − y0‖₁: both engines reach the grid's maximum, soundly."""
+    net = rnet([2, 10, 8, 5], seed)
+    x0 = np.array([0.4, 0.6])
+    dom = nm.domains.linf_ball(x0, 0.15)
+    g = np.linspace(0, 1, 301)
+    P = nm.softmax(net.forward(dom.lo + (dom.hi - dom.lo) * np.array(np.meshgrid(g, g)).reshape(2, -1).T))
+    y0 = nm.softmax(net.forward(x0))
+    gmax = float(np.abs(P - y0).sum(1).max())
+    r = Q.max_output_change(net, dom, x0, form="softmax", bounds_method="crown", time_limit=30, engine=engine)
+    check_common(r, [net], dom)
+    assert r.extra["engine"] == engine
+    assert r.objective == pytest.approx(float(np.abs(nm.softmax(net.forward(r.x)) - y0).sum()), abs=1e-12)
+    assert r.dual_bound >= gmax - 1e-9 and r.objective >= gmax - 1e-3
+    assert r.status == "optimal" and r.gap <= 2e-3
+
+
 # --------------------------------------------------------------------- maxdiff logits
 def test_maxdiff_logits_matches_grid():
     n1, n2 = rnet([2, 7, 3], 1), rnet([2, 5, 5, 3], 2)  # different architectures

@@ -8,6 +8,6 @@
   best-first queue bounded in memory.
 """
 
-from .search import BabResult, group_value, solve
+from .search import BabResult, GroupObjective, SoftmaxL1Objective, group_value, solve
 
-__all__ = ["BabResult", "group_value", "solve"]
+__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]

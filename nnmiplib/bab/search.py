@@ -44,7 +44,7 @@ import numpy as np
 
 from . import relax as R
 
-__all__ = ["BabResult", "group_value", "solve"]
+__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +78,110 @@ def group_value(rows: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarr
     return out.max(-1)
 
 
-def _group_value_t(rows, groups, n_groups):
-    import torch
+class GroupObjective:
+    """``F = max_g min_{r∈g} row_r``: disjuncts (groups) of conjunctions of rows.
 
-    vals = [rows[..., torch.as_tensor(groups == g)].min(-1).values for g in range(n_groups)]
-    return torch.stack(vals, -1).max(-1).values
+    :meth:`value` maps the rows' values — or, at a node, their upper bounds — to ``F`` (or an
+    upper bound of it: the map is non-decreasing in every row); :meth:`worst` names the row
+    that decides a node's value (what branching works on).
+    """
+
+    def __init__(self, groups):
+        self.groups = np.asarray(groups, dtype=np.int64)
+        self.G = int(self.groups.max()) + 1
+
+    def value(self, rows):
+        import torch
+
+        vals = [rows[..., torch.as_tensor(self.groups == g)].min(-1).values for g in range(self.G)]
+        return torch.stack(vals, -1).max(-1).values
+
+    def worst(self, ub):
+        """Per node, the binding (smallest) row of its largest group."""
+        import torch
+
+        best_g, best_r = None, None
+        for g in range(self.G):
+            cols = torch.as_tensor(np.flatnonzero(self.groups == g))
+            v, i = ub[:, cols].min(1)
+            r = cols[i]
+            if best_g is None:
+                best_g, best_r = v, r
+            else:
+                take = v > best_g
+                best_g, best_r = torch.where(take, v, best_g), torch.where(take, r, best_r)
+        return best_r
+
+
+class SoftmaxL1Objective:
+    r"""``F = ‖softmax(y) − y₀‖₁`` from the rows ``d_k = y_k − y_c`` and ``−d_k`` (``k ≠ c``).
+
+    Rows ``0..K−2`` are ``d_k`` for the classes ``k ≠ c`` in order, rows ``K−1..2K−3`` are
+    ``−d_k``; at a node their upper bounds give ``d_k ∈ [l_k, u_k]``, hence
+    ``p_k ≤ σ(u_k − \log(1 + Σ_{j≠k} e^{l_j}))``, ``p_k ≥ σ(l_k − \log(1 + Σ_{j≠k} e^{u_j}))``
+    (σ the logistic function, ``p_c`` alike with ``d_c = 0``), and with
+    ``‖p − y₀‖₁ = 2 Σ_k (p_k − y₀_k)⁺ = 2 Σ_k (y₀_k − p_k)⁺`` the bound
+    ``min(2 Σ_k (p̄_k − y₀_k)⁺, 2 Σ_k (y₀_k − p_k)⁺, 2)``, non-decreasing in every row bound.
+    At a point (``l = u = d``) it is the objective itself. A node value is raised by 1e-12
+    against the rounding of these few operations.
+    """
+
+    def __init__(self, y0, c: int):
+        self.y0 = np.asarray(y0, dtype=np.float64)
+        self.c = int(c)
+        self.K = self.y0.size
+        self.others = [k for k in range(self.K) if k != self.c]
+
+    @staticmethod
+    def rows(K: int, c: int):
+        """``(C, d)`` of the rows the objective reads: ``e_k − e_c`` then ``e_c − e_k`` for ``k ≠ c``."""
+        E = np.eye(K)
+        up = np.array([E[k] - E[c] for k in range(K) if k != c])
+        return np.vstack([up, -up]), np.zeros(2 * (K - 1))
+
+    def value(self, rows):
+        import torch
+
+        m = self.K - 1
+        u = rows[..., :m]
+        l = -rows[..., m:]
+        l = torch.minimum(l, u)  # crossing bounds only from rounding: keep the hull
+        zero = torch.zeros_like(u[..., :1])
+        lu, ll = torch.cat([zero, u], -1), torch.cat([zero, l], -1)  # index 0: the class c (d_c = 0)
+        hi, lo = [], []
+        for k in range(m + 1):
+            rest = [j for j in range(m + 1) if j != k]
+            hi.append(torch.sigmoid(lu[..., k] - torch.logsumexp(ll[..., rest], -1)))
+            lo.append(torch.sigmoid(ll[..., k] - torch.logsumexp(lu[..., rest], -1)))
+        p_hi, p_lo = torch.stack(hi, -1), torch.stack(lo, -1)
+        y0 = torch.as_tensor(self.y0[[self.c, *self.others]])
+        a = 2.0 * (p_hi - y0).clamp(min=0.0).sum(-1)
+        b = 2.0 * (y0 - p_lo).clamp(min=0.0).sum(-1)
+        return torch.minimum(torch.minimum(a, b), torch.full_like(a, 2.0)) + 1e-12
+
+    def worst(self, ub):
+        """The row whose bound the node's value is most sensitive to."""
+        import torch
+
+        x = ub.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.value(x).sum(), x)
+        return g.argmax(1)
 
 
 class _Primal:
     """The incumbent: best ``F`` over every point tried, recomputed in float64."""
 
-    def __init__(self, net, C, d, groups, n_groups, lo, hi):
-        self.net, self.C, self.d, self.groups, self.G = net, C, d, groups, n_groups
+    def __init__(self, net, C, d, objective, lo, hi):
+        self.net, self.C, self.d, self.obj = net, C, d, objective
         self.lo, self.hi = lo, hi
         self.value, self.x, self.source = -math.inf, None, None
 
     def F(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
         y = self.net.forward(X)
-        return group_value(y @ self.C.T + self.d, self.groups, self.G)
+        with torch.no_grad():
+            return self.obj.value(torch.as_tensor(y @ self.C.T + self.d)).numpy()
 
     def offer(self, X: np.ndarray, source: str) -> None:
         X = np.clip(np.atleast_2d(np.asarray(X, dtype=np.float64)), self.lo, self.hi)
@@ -124,7 +210,7 @@ class _Primal:
                 h = h @ w.T + b
                 if k < len(Ws) - 1:
                     h = torch.relu(h)
-            f = _group_value_t(h @ C.T + d, self.groups, self.G)
+            f = self.obj.value(h @ C.T + d)
             (g,) = torch.autograd.grad(f.sum(), X)
             with torch.no_grad():
                 X += step * (0.5 ** (s * 4 / steps)) * width * torch.sign(g)
@@ -180,12 +266,12 @@ def _children(nodes, layer_of, index_of, which):
     return kids
 
 
-def _choose(layers, nodes, ub, groups, n_groups, k_candidates):
+def _choose(layers, nodes, ub, obj, k_candidates):
     """Branching decision per node: ``(layer, index, has_free)`` by filtered look-ahead."""
     import torch
 
     _, _, lams = R.bound(layers, nodes, keep_lambdas=True)
-    worst = _worst_rows(ub, groups, n_groups)
+    worst = obj.worst(ub)
     scores = _scores(layers, nodes, lams, worst)
     flat = torch.cat(scores, dim=1)  # (N, Σ n_k)
     sizes = layers.sizes
@@ -206,29 +292,12 @@ def _choose(layers, nodes, ub, groups, n_groups, k_candidates):
             break
         kids = _children(nodes, layer, index, ok)
         val, mag, _ = R.bound(layers, kids)
-        v = _group_value_t(R.certified(val, mag), groups, n_groups).view(nodes.n, 2).max(1).values
+        v = obj.value(R.certified(val, mag)).view(nodes.n, 2).max(1).values
         better = ok & (v < best_val)
         best_val = torch.where(better, v, best_val)
         best_layer = torch.where(better, layer, best_layer)
         best_index = torch.where(better, index, best_index)
     return best_layer, best_index, has
-
-
-def _worst_rows(ub, groups, n_groups):
-    """Per node, the row that decides its value: the binding (smallest) row of its largest group."""
-    import torch
-
-    best_g, best_r = None, None
-    for g in range(n_groups):
-        cols = torch.as_tensor(np.flatnonzero(groups == g))
-        v, i = ub[:, cols].min(1)
-        r = cols[i]
-        if best_g is None:
-            best_g, best_r = v, r
-        else:
-            take = v > best_g
-            best_g, best_r = torch.where(take, v, best_g), torch.where(take, r, best_r)
-    return best_r
 
 
 def _input_vertices(layers, nodes, worst):
@@ -255,13 +324,18 @@ def _input_coefficients(layers, nodes):
     return Lam
 
 
-def _leaf_lp(net, layers, node, lo, hi, C, d, groups, n_groups, time_limit):
-    """Exact maximum of F on a leaf (every neuron's phase known): one LP per group (HiGHS).
+def _leaf_lp(net, layers, node, lo, hi, C, d, obj, time_limit, leaf=None):
+    """Maximum of F on a leaf (every neuron's phase known) by LPs (HiGHS).
 
     With every phase fixed the network is linear on the node's region, which the
-    pre-activation column bounds (clipped to the decided signs) describe; ``t ≤ C_r y + d_r``
-    for the rows of a group and ``max t`` give the group's maximum. Returns the safe bound
-    (from the duals) over the groups and the input of the best LP point.
+    pre-activation column bounds (clipped to the decided signs) describe. For a
+    :class:`GroupObjective`, ``t ≤ C_r y + d_r`` for the rows of a group and ``max t`` give the
+    group's exact maximum; for another objective each row is maximised alone and the
+    objective's bound is taken at those maxima (valid, not always exact), tightened by
+    ``leaf`` when given: ``leaf(lower, upper, time_limit) -> (bound, x)`` with the full
+    network's hidden-layer bounds clipped to the node's phases (called only on a leaf the LPs
+    found non-empty). Returns the safe bound (from
+    the duals) and the input of the best LP point.
     """
     import scipy.sparse as sp
     import torch
@@ -295,8 +369,10 @@ def _leaf_lp(net, layers, node, lo, hi, C, d, groups, n_groups, time_limit):
     bd = type("LeafBounds", (), {})()
     bd.lower, bd.upper = [*lower, y_lo], [*upper, y_hi]
     best, best_x = -math.inf, None
-    for g in range(n_groups):
-        rows = np.flatnonzero(groups == g)
+    grouped = isinstance(obj, GroupObjective)
+    sets = [np.flatnonzero(obj.groups == g) for g in range(obj.G)] if grouped else [[r] for r in range(len(C))]
+    row_max = np.full(len(C), -math.inf)
+    for rows in sets:
         model = encode(net, Box(lo, hi), bd, relax=True)
         y = model.nets[0].a[-1]
         t = int(model.add_vars(1, -big, big)[0])
@@ -310,20 +386,29 @@ def _leaf_lp(net, layers, node, lo, hi, C, d, groups, n_groups, time_limit):
         model.set_objective(c, "max")
         sol = get_backend("highs")(model, threads=1).solve(time_limit)
         if sol.status is Status.INFEASIBLE:  # the decisions contradict each other: an empty node
-            continue
+            return -math.inf, None
         ub = safe_lp_bound(model, c, "max", sol.row_dual) if sol.row_dual is not None else math.inf
         if sol.x is not None and (best_x is None or ub > best):
             best_x = np.asarray(sol.x)[model.x]
         best = max(best, ub)
+        row_max[rows] = ub
+    if not grouped:
+        import torch
+
+        with torch.no_grad():
+            best = float(obj.value(torch.as_tensor(row_max)[None])[0])
+        if leaf is not None:  # a feasible leaf (the LPs above would have found it empty)
+            v, x = leaf(lower, upper, time_limit)
+            best, best_x = min(best, v), (x if x is not None else best_x)
     return best, best_x
 
 
-def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | None = None,
+def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, threshold: float | None = None,
           rel_gap: float = 1e-2, abs_gap: float = 1e-6, time_limit: float | None = 60.0, batch: int | None = None,
           root_iterations: int = 60, iterations: int = 12, k_candidates: int = 4, max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
           initial_points=None, split_rows: bool | None = None, refine: bool = False,
-          witness: float | None = None) -> BabResult:
+          witness: float | None = None, leaf=None) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -334,11 +419,15 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
     lower, upper : intermediate pre-activation bounds of the hidden layers (the Big-M
         constants; e.g. ``Bounds.lower[:-1]``) — used as they are at every node.
     groups : group (disjunct) of each row (default: every row its own group).
+    objective : instead of ``groups``, an objective over the rows with ``value`` (torch,
+        non-decreasing in every row) and ``worst`` (e.g. :class:`SoftmaxL1Objective`).
     threshold : decision mode: stop at a point with ``F > threshold`` or once every node is
         bounded by it. None: optimise to ``rel_gap``/``abs_gap``.
     witness : with ``threshold``, the level a point must pass to end the search (default the
         threshold), e.g. ``threshold = −τ`` to prove ``F < 0`` beyond a tolerance while a
         point with ``F > witness`` is what counts as found.
+    leaf : for an objective that is not linear in the rows, how a leaf is closed (see
+        :func:`_leaf_lp`); default: the objective's bound at each row's LP maximum.
     time_limit : seconds (wall clock, from the call).
     batch : nodes expanded per step (default: by network size).
     root_iterations, iterations : Adam steps on α, β at the root and per batch of children.
@@ -364,14 +453,17 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, threshold: float | No
     torch.set_num_threads(int(threads or 1))
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     C, d = np.atleast_2d(np.asarray(C, dtype=np.float64)), np.ravel(np.asarray(d, dtype=np.float64))
-    single = groups is None or len(set(np.asarray(groups).tolist())) == C.shape[0]
+    if objective is not None and groups is not None:
+        raise ValueError("give groups or an objective, not both")
+    single = objective is None and (groups is None or len(set(np.asarray(groups).tolist())) == C.shape[0])
+    obj = objective or GroupObjective(np.arange(C.shape[0]) if groups is None else groups)
     args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine)
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
                                   initial_points, t0)
-        return _solve(net, lo, hi, C, d, lower, upper, groups, threshold, *args, attack_starts, seed, initial_points,
-                      t0, witness=witness)
+        return _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
+                      t0, witness=witness, leaf=leaf)
     finally:
         torch.set_num_threads(prev_threads)
 
@@ -383,7 +475,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine = args
     R_ = C.shape[0]
     everything = np.arange(R_)
-    primal = _Primal(net, C, d, everything, R_, lo, hi)
+    primal = _Primal(net, C, d, GroupObjective(everything), lo, hi)
     if initial_points is not None:
         primal.offer(initial_points, "given")
     rng = np.random.default_rng(seed)
@@ -401,7 +493,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
                 continue
             if deadline is not None and time.perf_counter() >= deadline:
                 break
-            one = _Primal(net, C[r:r + 1], d[r:r + 1], np.zeros(1, dtype=np.int64), 1, lo, hi)
+            one = _Primal(net, C[r:r + 1], d[r:r + 1], GroupObjective(np.zeros(1)), lo, hi)
             starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
             starts[0] = primal.x if primal.x is not None else (lo + hi) / 2
             primal.offer(one.ascend(starts, steps=60), f"attack on row {int(r)}")
@@ -418,7 +510,8 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         if deadline is not None and time.perf_counter() >= deadline:
             status = "time_limit"
             break
-        res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], lower, upper, None, threshold, rel_gap, abs_gap, deadline,
+        res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], lower, upper, GroupObjective(np.zeros(1)), threshold,
+                     rel_gap, abs_gap, deadline,
                      batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed, primal.x, t0,
                      floor=None if threshold is not None else primal.value)
         nodes += res.nodes
@@ -443,13 +536,11 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
                                                       "incumbent_source": primal.source, "split_rows": True})
 
 
-def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
+def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
            iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
-           witness=None):
+           witness=None, leaf=None):
     import torch
 
-    groups = np.arange(C.shape[0]) if groups is None else np.asarray(groups, dtype=np.int64)
-    G = int(groups.max()) + 1
     layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
     n_rows = layers.n_rows
     per_node = 16 * n_rows * sum(layers.sizes) + 2 * sum(layers.sizes)  # bytes of α, β, splits
@@ -459,7 +550,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         work = n_rows * sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)  # flops per node per pass
         batch = int(max(8, min(512, 4e8 / max(work, 1))))
     rng = np.random.default_rng(seed)
-    primal = _Primal(net, C, d, groups, G, lo, hi)
+    primal = _Primal(net, C, d, obj, lo, hi)
     traj, stats = [], {"batches": 0, "leaves": 0, "max_open": 0, "batch": batch}
 
     def now():
@@ -483,7 +574,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         root = root.with_bounds(layers)
     ub, root = R.optimise(layers, root, iterations=root_iterations,
                           stop_below=None if threshold is None else torch.tensor([threshold]))
-    root_value = float(_group_value_t(ub, groups, G)[0])
+    root_value = float(obj.value(ub)[0])
     nodes_bounded = 1
     heap: list[_Chunk] = []
     open_count = 0
@@ -494,7 +585,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         nonlocal open_count, counter
         if nodes.n == 0:
             return
-        v = _group_value_t(rows_ub, groups, G)
+        v = obj.value(rows_ub)
         order = torch.argsort(v, descending=True)
         halves = [order[: (len(order) + 1) // 2], order[(len(order) + 1) // 2:]] if len(order) > 8 else [order]
         for h in halves:
@@ -513,7 +604,7 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
     def drop(rows_ub, keep):
         nonlocal pruned
         if (~keep).any():
-            pruned = max(pruned, float(_group_value_t(rows_ub[~keep], groups, G).max()))
+            pruned = max(pruned, float(obj.value(rows_ub[~keep]).max()))
 
     def finished():
         if decided_by_point():
@@ -524,13 +615,13 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
             gb, best = global_bound(), max(primal.value, -math.inf if floor is None else floor)
             if gb - best <= max(abs_gap, rel_gap * abs(best)):
                 return "optimal"
-        if not heap and threshold is None:
-            return "optimal" if primal.x is not None else "proved"
+        if not heap and threshold is None:  # every node closed at its bound: what remains is the leaves' gap
+            return "gap_left" if primal.x is not None else "proved"
         return None
 
-    worst = _worst_rows(ub, groups, G)
+    worst = obj.worst(ub)
     primal.offer(_input_vertices(layers, root, worst), "relaxation")
-    keep = _keep_mask(ub, groups, G, threshold, primal, abs_gap, rel_gap, floor)
+    keep = _keep_mask(ub, obj, threshold, primal, abs_gap, rel_gap, floor)
     drop(ub, keep)
     if bool(keep[0]):
         push(root, ub, torch.zeros(1, dtype=torch.int64))
@@ -557,17 +648,17 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
         rows_ub = torch.cat([c.ub for c in take])
         depth = torch.cat([c.depth for c in take])
         # re-check against the incumbent found since these were queued
-        keep = _keep_mask(rows_ub, groups, G, threshold, primal, abs_gap, rel_gap, floor)
+        keep = _keep_mask(rows_ub, obj, threshold, primal, abs_gap, rel_gap, floor)
         drop(rows_ub, keep)
         nodes, rows_ub, depth = nodes.take(keep), rows_ub[keep], depth[keep]
         if nodes.n == 0:
             continue
-        layer, index, has_free = _choose(layers, nodes, rows_ub, groups, G, k_candidates)
+        layer, index, has_free = _choose(layers, nodes, rows_ub, obj, k_candidates)
         leaves = ~has_free
         if leaves.any():  # every phase known: solve the node exactly
             for n in torch.nonzero(leaves).flatten().tolist():
                 left = None if deadline is None else max(deadline - time.perf_counter(), 0.1)
-                val, x = _leaf_lp(net, layers, nodes.take([n]), lo, hi, C, d, groups, G, left)
+                val, x = _leaf_lp(net, layers, nodes.take([n]), lo, hi, C, d, obj, left, leaf)
                 stats["leaves"] += 1
                 pruned = max(pruned, val)  # the leaf is closed with its exact (safe) maximum
                 if x is not None:
@@ -591,15 +682,15 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
             kub, kids = R.optimise(layers, kids, iterations=iterations, best=parent_ub, stop_below=stop,
                                    deadline=deadline)
             nodes_bounded += kids.n
-            worst = _worst_rows(kub, groups, G)
+            worst = obj.worst(kub)
             # primal: the relaxation's corner of the most promising children, polished
-            v = _group_value_t(kub, groups, G)
+            v = obj.value(kub)
             top = torch.argsort(v, descending=True)[: min(16, kids.n)]
             X = _input_vertices(layers, kids.take(top), worst[top])
             primal.offer(X, "relaxation")
             if not decided_by_point():
                 primal.offer(primal.ascend(X, steps=10), "relaxation+ascent")
-            keep = _keep_mask(kub, groups, G, threshold, primal, abs_gap, rel_gap, floor)
+            keep = _keep_mask(kub, obj, threshold, primal, abs_gap, rel_gap, floor)
             drop(kub, keep)
             push(kids.take(keep), kub[keep], kdepth[keep])
         stats["batches"] += 1
@@ -615,10 +706,10 @@ def _solve(net, lo, hi, C, d, lower, upper, groups, threshold, rel_gap, abs_gap,
     return res
 
 
-def _keep_mask(rows_ub, groups, n_groups, threshold, primal, abs_gap, rel_gap, floor=None):
+def _keep_mask(rows_ub, obj, threshold, primal, abs_gap, rel_gap, floor=None):
     """Nodes whose bound can still matter: above the threshold, or above the incumbent (or a
     ``floor`` known from elsewhere, e.g. another row's incumbent) plus the gap."""
-    v = _group_value_t(rows_ub, groups, n_groups)
+    v = obj.value(rows_ub)
     if threshold is not None:
         return v > threshold
     best = max(primal.value if primal.x is not None else -math.inf, -math.inf if floor is None else floor)

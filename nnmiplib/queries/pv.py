@@ -79,12 +79,14 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     attack's point counts) or the dual bound falls to ``−margin`` (robust, proven), so
     ``objective`` is then a witness, not the maximum.
 
-    ``engine`` (margin form): ``"bab"`` — branch and bound over ReLU phases
+    ``engine``: ``"bab"`` (and ``"auto"``, the default) — branch and bound over ReLU phases
     (:mod:`nnmiplib.bab`) with the given bounds as the intermediate bounds of every node's
     relaxation, re-tightened per node when ``refine`` (with ``refine=False`` it is an exact
-    solve of the thesis's Big-M MIP with those constants); ``"mip"`` — the thesis's Big-M
-    model solved by ``solver`` as it is; ``"auto"`` (default) — ``"bab"`` for the margin form,
-    ``"mip"`` for the softmax form. ``extra["engine"]`` says which answered; with ``"bab"``,
+    solve of the thesis's Big-M MIP with those constants); the softmax form is bounded at
+    each node from the node's bounds on the logit differences
+    (:class:`~nnmiplib.bab.SoftmaxL1Objective`) and optimised to the relative gap ``tol``;
+    ``"mip"`` — the thesis's Big-M model solved by ``solver`` (the softmax form through its
+    PWL relaxation). ``extra["engine"]`` says which answered; with ``"bab"``,
     ``extra["trajectory"]`` holds ``(seconds, dual bound, incumbent)`` over the search.
 
     Raises
@@ -104,8 +106,6 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
         raise ValueError(f"form must be 'margin' or 'softmax', got {form!r}")
     if engine not in ("auto", "bab", "mip"):
         raise ValueError(f"engine must be 'auto', 'bab' or 'mip', got {engine!r}")
-    if engine == "bab" and form == "softmax":
-        raise ValueError("engine='bab' answers the margin form; use form='margin' or engine='mip' for softmax")
     if not isinstance(refine, (bool, np.bool_)):
         raise ValueError(f"refine must be True or False, got {refine!r}")
     if not isinstance(decide, (bool, np.bool_)):
@@ -114,13 +114,15 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     t1 = time.perf_counter()  # the time limit starts after the bounds
     deadline = None if time_limit is None else t1 + time_limit
     c = int(np.argmax(net.forward(x0)))
+    if form == "softmax" and engine in ("auto", "bab"):
+        return _softmax_bab(net, domain, x0, c, bds[0], tb, t0, t1, time_limit, tol, attack, rng, refine)
     if form == "softmax":
         from .softmax import softmax_l1_query
 
         y0 = softmax(net.forward(x0))
         res = softmax_l1_query([net], domain, bds, y0=y0, time_limit=time_limit, solver=solver, tol=tol,
                                attack=attack, rng=rng, query="pv-softmax", t_start=t1)
-        res.extra.update(bounds_time=tb, reference_class=c)
+        res.extra.update(bounds_time=tb, reference_class=c, engine="mip")
         res.time = time.perf_counter() - t0
         return res
     if engine in ("auto", "bab"):
@@ -170,6 +172,53 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
 
 #: relative gap at which the branch and bound calls the margin optimum found
 BAB_REL_GAP = 1e-4
+
+
+def _softmax_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, tol, attack, rng, refine) -> Result:
+    """PV's softmax form by :func:`nnmiplib.bab.solve` with :class:`~nnmiplib.bab.SoftmaxL1Objective`."""
+    from ..bab import SoftmaxL1Objective, solve
+
+    y0 = softmax(net.forward(x0))
+    K = net.n_outputs
+    C, d = SoftmaxL1Objective.rows(K, c)
+    left = None if time_limit is None else max(time_limit - (time.perf_counter() - t1), 1e-3)
+    seed = rng if isinstance(rng, (int, np.integer)) else 0
+
+    def leaf(lower, upper, limit):
+        """A leaf (the network linear on it): the PWL relaxation of the softmax query, to ``tol``."""
+        from ..bounds import Bounds, interval_bounds
+        from .softmax import softmax_l1_query
+
+        ib = interval_bounds(net, domain)
+        lo_ = [np.maximum(a, b) for a, b in zip(lower, ib.lower[:-1])] + [ib.lower[-1]]
+        up_ = [np.minimum(a, b) for a, b in zip(upper, ib.upper[:-1])] + [ib.upper[-1]]
+        leaf_b = Bounds(lo_, up_, [np.full(a.size, "leaf") for a in lo_], [np.zeros(a.size) for a in lo_], "leaf",
+                        net.digest(), domain)
+        q = softmax_l1_query([net], domain, [leaf_b], y0=y0, time_limit=max(limit or 10.0, 0.1), tol=tol * 0.5,
+                             attack=False, query="pv-softmax-leaf")
+        return (2.0 if q.dual_bound is None else float(q.dual_bound)), q.x
+
+    r = solve(net, domain.lo, domain.hi, C, d, lower=bd.lower[:-1], upper=bd.upper[:-1],
+              objective=SoftmaxL1Objective(y0, c), rel_gap=tol, abs_gap=1e-9, time_limit=left,
+              attack_starts=64 if attack else 0, seed=int(seed), refine=refine, leaf=leaf,
+              initial_points=x0[None] if domain.contains(x0) else None)
+    res = Result("pv-softmax", "max", solver="bab")
+    res.nodes, res.dual_bound = int(r.nodes), float(min(r.dual_bound, 2.0))
+    if r.x is not None and domain.contains(r.x, DOMAIN_TOL):
+        res.x, res.incumbent_source = np.asarray(r.x, dtype=np.float64), f"bab:{r.stats.get('incumbent_source')}"
+        res.objective = float(np.abs(softmax(net.forward(res.x)) - y0).sum())
+        res.solver_objective = float(r.value)
+        res.verified = abs(res.objective - res.solver_objective) <= rel_tol(res.objective, res.tolerance)
+        res.gap = relative_gap(res.objective, res.dual_bound)
+    res.status = ("optimal" if r.status == "optimal" else "time_limit_feasible") if res.x is not None \
+        else "time_limit_infeasible"
+    res.message = f"branch and bound: {r.status}"
+    res.fill_outputs([net])
+    res.extra.update(bounds_time=tb, reference_class=c, engine="bab", bab_status=r.status,
+                     trajectory=[list(map(float, p)) for p in r.trajectory],
+                     bab={k: v for k, v in r.stats.items() if isinstance(v, (int, float, str, list, dict))})
+    res.time = time.perf_counter() - t0
+    return res
 
 
 def _margin_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, margin, decide, attack, rng, refine) -> Result:
