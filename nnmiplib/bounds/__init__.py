@@ -5,7 +5,9 @@
   arithmetic and CROWN back-substitution (``compute``, arrays in ``cheap``);
 - :func:`alpha_bounds` — CROWN with lower ReLU slopes optimised by projected gradient (``alpha``);
 - :func:`solver_bounds` — the Bounder (Algorithms 1 and 3): one LP or MILP per neuron,
-  warm-started, over processes with work stealing (``bounder``).
+  warm-started, over processes with work stealing (``bounder``);
+- :func:`difference_bounds` — bounds on a¹ − a² and h¹ − h² of two networks of one shape on
+  one input box, propagated symbolically through both (``difference``).
 """
 
 from .alpha import alpha_bounds
@@ -22,14 +24,17 @@ from .compute import (
     prop22_layer,
     ro_gap,
 )
+from .difference import DifferenceBounds, difference_bounds
 
 __all__ = [
     "METHODS",
     "Bounds",
+    "DifferenceBounds",
     "alpha_bounds",
     "cheap_bounds",
     "compute_bounds",
     "crown_bounds",
+    "difference_bounds",
     "interval_bounds",
     "join_sources",
     "naive_bounds",

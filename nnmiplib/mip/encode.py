@@ -51,7 +51,7 @@ import scipy.sparse as sp
 from ..domains import Box
 from ..network import Network
 
-__all__ = ["MipModel", "NetVars", "encode", "encode_triangle"]
+__all__ = ["DiffVars", "MipModel", "NetVars", "add_difference", "encode", "encode_triangle", "fill_difference"]
 
 
 @dataclass
@@ -429,3 +429,110 @@ def encode_triangle(net: Network, domain: Box, bounds, *, stop_layer: int) -> tu
     model.nets.append(nv)
     model.triangle_keep = keep_prev  # which neurons of h^m the columns ``prev`` are
     return model, prev
+
+
+@dataclass
+class DiffVars:
+    """Columns of the difference of two networks inside a :class:`MipModel` (:func:`add_difference`).
+
+    ``d[l]``: the columns of δ^l = a^{i,l} − a^{j,l} for affine layer ``l`` (None where the
+    layer was not added); ``g[l]``: the columns of ∂h^l = h^{i,l} − h^{j,l} for hidden layer
+    ``l`` (None where not added); ``i``, ``j``: the two networks' positions in ``model.nets``.
+    """
+
+    d: list
+    g: list
+    i: int = 0
+    j: int = 1
+
+
+def add_difference(model: MipModel, lower, upper, *, layers=None, h_lower=None, h_upper=None, lines=None,
+                   i: int = 0, j: int = 1) -> DiffVars:
+    r"""Add the difference of networks ``i`` and ``j`` (same layer sizes) to a model built by :func:`encode`.
+
+    For every affine layer ``l`` in ``layers`` (default: the logits only):
+
+    .. math::
+        \delta^l - a^{i,l} + a^{j,l} = 0,\qquad \text{lower}[l] \le \delta^l \le \text{upper}[l]
+
+    and, for a hidden layer with ``h_lower``/``h_upper`` given,
+
+    .. math::
+        \partial h^l - h^{i,l} + h^{j,l} = 0,\qquad h_\text{lower}[l] \le \partial h^l \le h_\text{upper}[l]
+
+    plus the linear lines ``lines[l]`` tying ∂h to δ and the two networks' pre-activations:
+    each a dict with ``side`` ("upper": ∂h ≤ …, "lower": ∂h ≥ …) and arrays ``p, q1, q2, r``
+    for :math:`p\,\delta + q_1 a^{i} + q_2 a^{j} + r` (rows are added only where a line is not
+    the identity of a stable pair, i.e. where ``p``, ``q1``, ``q2`` are not all of the exact
+    cases — the caller passes ``mask`` in the dict to choose the neurons, default all).
+
+    The bounds must be valid on the model's input box (e.g. from
+    :func:`nnmiplib.bounds.difference_bounds`): the rows then remove no point of the
+    networks' graph, only parts of the relaxation where ``z`` is fractional.
+
+    Returns
+    -------
+    DiffVars
+    """
+    if not (0 <= i < len(model.nets) and 0 <= j < len(model.nets)) or i == j:
+        raise ValueError(f"add_difference needs two distinct networks of the model, got i={i}, j={j} "
+                         f"for {len(model.nets)} network(s)")
+    ni, nj = model.nets[i], model.nets[j]
+    if len(ni.a) != len(nj.a) or any(a.size != b.size for a, b in zip(ni.a, nj.a)):
+        raise ValueError("add_difference pairs neurons one to one: the two networks' layer sizes differ")
+    n_aff = len(ni.a)
+    layers = [n_aff - 1] if layers is None else sorted({int(l) for l in layers})
+    if any(not 0 <= l < n_aff for l in layers):
+        raise ValueError(f"layers must lie in 0..{n_aff - 1}, got {layers}")
+    dv = DiffVars([None] * n_aff, [None] * (n_aff - 1), i, j)
+    for l in layers:
+        lo, hi = np.asarray(lower[l], float), np.asarray(upper[l], float)
+        n = ni.a[l].size
+        if lo.shape != (n,) or hi.shape != (n,):
+            raise ValueError(f"difference bounds of layer {l} have shapes {lo.shape}/{hi.shape}, the layer has {n}")
+        d = model.add_vars(n, lo, hi)
+        r = np.arange(n)
+        blk = sp.csr_matrix((np.concatenate([np.ones(n), -np.ones(n), np.ones(n)]),
+                             (np.tile(r, 3), np.concatenate([d, ni.a[l], nj.a[l]]))), shape=(n, model.n_vars))
+        model.add_rows(blk, 0.0, 0.0)
+        dv.d[l] = d
+        if l == n_aff - 1 or h_lower is None or l >= len(ni.h):
+            continue
+        glo, ghi = np.asarray(h_lower[l], float), np.asarray(h_upper[l], float)
+        g = model.add_vars(n, glo, ghi)
+        hi_, hj_ = ni.h[l], nj.h[l]
+        blk = sp.csr_matrix((np.concatenate([np.ones(n), -np.ones(n), np.ones(n)]),
+                             (np.tile(r, 3), np.concatenate([g, hi_, hj_]))), shape=(n, model.n_vars))
+        model.add_rows(blk, 0.0, 0.0)
+        dv.g[l] = g
+        for ln in (lines or {}).get(l, []):
+            mask = np.asarray(ln.get("mask", np.ones(n, bool)), bool)
+            k = int(mask.sum())
+            if not k:
+                continue
+            idx = np.flatnonzero(mask)
+            rr = np.arange(k)
+            # ∂h − p δ − q1 a^i − q2 a^j  ≤ r (upper line) or ≥ r (lower line)
+            data = np.concatenate([np.ones(k), -np.asarray(ln["p"], float)[idx], -np.asarray(ln["q1"], float)[idx],
+                                   -np.asarray(ln["q2"], float)[idx]])
+            cols = np.concatenate([g[idx], d[idx], ni.a[l][idx], nj.a[l][idx]])
+            keep = data != 0
+            blk = sp.csr_matrix((data[keep], (np.tile(rr, 4)[keep], cols[keep])), shape=(k, model.n_vars))
+            rhs = np.asarray(ln["r"], float)[idx]
+            if ln["side"] == "upper":
+                model.add_rows(blk, -np.inf, rhs)
+            else:
+                model.add_rows(blk, rhs, np.inf)
+    return dv
+
+
+def fill_difference(vec: np.ndarray, model: MipModel, dv: DiffVars) -> None:
+    """Set the columns of :func:`add_difference` in a point built by :meth:`MipModel.point`
+    (δ = a^i − a^j, ∂h = h^i − h^j, clipped into their column bounds against rounding)."""
+    ni, nj = model.nets[dv.i], model.nets[dv.j]
+    for l, d in enumerate(dv.d):
+        if d is not None:
+            vec[d] = np.clip(vec[ni.a[l]] - vec[nj.a[l]], model.col_lo[d], model.col_hi[d])
+    for l, g in enumerate(dv.g):
+        if g is not None:
+            vec[g] = np.clip(vec[ni.h[l]] - vec[nj.h[l]], model.col_lo[g], model.col_hi[g])
