@@ -190,3 +190,17 @@ def test_refined_search_reaches_the_brute_force_maximum(seed):
     r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=60, rel_gap=1e-6,
               abs_gap=1e-7, refine=True)
     assert r.dual_bound >= brute - 1e-9 and r.status == "optimal" and r.value >= brute - 1e-3
+
+
+def test_a_small_node_cap_still_gives_a_valid_bound():
+    """With few open nodes allowed the search works depth first and stops at the cap; the
+    dual bound still covers every open and dropped node."""
+    net = rnet([2, 30, 30, 30, 4], 2, scale=2.5)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    brute = float(group_value(net.forward(grid2(601)) @ C.T + d, np.arange(3), 3).max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=20, rel_gap=0.0,
+              abs_gap=0.0, max_nodes=40, batch=8, split_rows=False)
+    assert r.dual_bound >= brute - 1e-9
+    assert r.status in ("node_limit", "optimal", "time_limit")

@@ -548,6 +548,9 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         max_nodes = int(max(2_000, min(500_000, 1e9 / per_node)))
     if batch is None:
         work = n_rows * sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)  # flops per node per pass
+        if refine:  # re-tightening bounds every free neuron of the deeper layers again
+            work += 2 * sum(int(w.shape[0]) for w in layers.W[1:-1]) * sum(
+                int(w.shape[0]) * int(w.shape[1]) for w in layers.W[:-1]) // 4
         batch = int(max(8, min(512, 4e8 / max(work, 1))))
     rng = np.random.default_rng(seed)
     primal = _Primal(net, C, d, obj, lo, hi)
@@ -615,8 +618,10 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
             gb, best = global_bound(), max(primal.value, -math.inf if floor is None else floor)
             if gb - best <= max(abs_gap, rel_gap * abs(best)):
                 return "optimal"
-        if not heap and threshold is None:  # every node closed at its bound: what remains is the leaves' gap
-            return "gap_left" if primal.x is not None else "proved"
+        if not heap and threshold is None:  # every node closed: exact leaves leave no gap but their margin
+            if primal.x is None:
+                return "proved"
+            return "optimal" if isinstance(obj, GroupObjective) else "gap_left"
         return None
 
     worst = obj.worst(ub)
@@ -636,11 +641,14 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
             status = "node_limit"
             break
         take, got = [], 0
-        if open_count > max_nodes // 2:  # memory pressure: deepest first
-            heap.sort(key=lambda c: (-int(c.depth.max()), c.key))
-            heapq.heapify(heap)
+        deep = open_count > max_nodes // 2  # memory pressure: the deepest chunks first (they close fastest)
         while heap and got < batch:
-            ch = heapq.heappop(heap)
+            if deep:
+                i = max(range(len(heap)), key=lambda j: int(heap[j].depth.max()))
+                ch = heap.pop(i)
+                heapq.heapify(heap)
+            else:
+                ch = heapq.heappop(heap)
             take.append(ch)
             got += ch.nodes.n
             open_count -= ch.nodes.n
@@ -653,6 +661,10 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         nodes, rows_ub, depth = nodes.take(keep), rows_ub[keep], depth[keep]
         if nodes.n == 0:
             continue
+        if out_of_time():
+            push(nodes, rows_ub, depth)  # back to the queue: they stay open in the dual bound
+            status = "time_limit"
+            break
         layer, index, has_free = _choose(layers, nodes, rows_ub, obj, k_candidates)
         leaves = ~has_free
         if leaves.any():  # every phase known: solve the node exactly
