@@ -15,13 +15,18 @@ from nnmiplib.study import ch3
 def test_preset_scales_and_errors():
     q = ch3.preset("quick")
     p = ch3.preset("paper")
-    assert p.digits == tuple(range(10)) and len(q.digits) < 10
-    assert any("reference digits" in d for d in q.deviations)
-    assert not any("reference digits" in d for d in p.deviations)
-    assert q.net_scale == "smoke" and p.net_scale == "paper"  # quick: same-depth stand-ins (PV closes on them)
-    assert any("stand-in" in d for d in q.deviations) and not any("stand-in" in d for d in p.deviations)
+    s = ch3.preset("smoke")
+    assert p.digits == tuple(range(10)) and q.digits == tuple(range(10)) and len(s.digits) < 10
+    assert any("reference digits" in d for d in s.deviations)
+    assert not any("reference digits" in d for d in p.deviations + q.deviations)
+    # quick runs the thesis's own (50-epoch) nets; only smoke uses stand-ins
+    assert q.net_scale == "paper" and p.net_scale == "paper" and s.net_scale == "smoke"
+    assert any("stand-in" in d for d in s.deviations) and not any("stand-in" in d for d in q.deviations)
+    assert q.form == "softmax" and "alpha+img" in ch3.BOUND_TYPES
     g = ch3.grids(ch3.preset("smoke", digits=[5]), form="margin")
     assert {c["scale"] for c in g["pv"].cells} == {"smoke"}
+    assert {c["engine"] for c in g["pv"].cells} == {"bab"} and {c["engine"] for c in g["pv_mip"].cells} == {"mip"}
+    assert {c["bound"] for c in g["pv_mip"].cells} == set(s.mip_types) < set(ch3.BOUND_TYPES)
     assert ch3.preset("smoke", digits=[1], pv_time=3).pv_time == 3.0
     with pytest.raises(ValueError, match="unknown scale"):
         ch3.preset("huge")
@@ -80,7 +85,7 @@ def test_gap_profile_counts_instances():
 
 
 def test_choose_form_rules():
-    cfg = ch3.preset("smoke")
+    cfg = ch3.preset("smoke", form="auto")
     fc = pd.DataFrame({"form": ["softmax", "margin"] * 2, "gap": [0.001, 0.5, 0.002, 0.5]})
     assert ch3.choose_form(cfg, fc)[0] == "softmax"
     fc = pd.DataFrame({"form": ["softmax", "margin"] * 2, "gap": [0.4, 0.0, 0.3, 0.01]})

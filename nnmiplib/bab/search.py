@@ -197,12 +197,12 @@ class _Primal:
         """Projected gradient ascent on F (signed steps, shrinking) from the rows of ``X0``."""
         import torch
 
-        lo, hi = torch.as_tensor(self.lo), torch.as_tensor(self.hi)
+        lo, hi = torch.tensor(self.lo), torch.tensor(self.hi)  # copies: the box's arrays are read-only
         width = (hi - lo).clamp(min=0.0)
-        X = torch.as_tensor(np.asarray(X0, dtype=np.float64)).clone().requires_grad_(True)
+        X = torch.tensor(np.asarray(X0, dtype=np.float64)).requires_grad_(True)
         C, d = torch.as_tensor(self.C), torch.as_tensor(self.d)
-        Ws = [torch.as_tensor(np.asarray(w)) for w in self.net.weights]
-        bs = [torch.as_tensor(np.asarray(b)) for b in self.net.biases]
+        Ws = [torch.tensor(np.asarray(w)) for w in self.net.weights]
+        bs = [torch.tensor(np.asarray(b)) for b in self.net.biases]
         step = 0.25 if lr is None else lr
         for s in range(steps):
             h = X
