@@ -191,7 +191,7 @@ def bounds_cell(arch: str, scale: str, seed: int, bound: str, digit: int | None,
         # budget starves the first layers; their time counts), so they are never looser than
         # LP even where the MILP budget runs out (Algorithm 3's MILP from crown alone falls
         # back to crown on every neuron it cannot afford)
-        lp = compute_bounds(net, dom, method="lp", n_jobs=1, progress=False)
+        lp = _cached_lp(net, bound) or compute_bounds(net, dom, method="lp", n_jobs=1, progress=False)
         rest = max(time_limit - (_t.perf_counter() - t0), 0.05 * time_limit)
         b = compute_bounds(net, dom, method="milp", time_limit=rest, n_jobs=1, progress=False, initial=lp)
     else:
@@ -201,6 +201,21 @@ def bounds_cell(arch: str, scale: str, seed: int, bound: str, digit: int | None,
     widths = [float(w.mean()) for w in (b.width(l) for l in range(b.n_layers))]
     return {"time": seconds, "stable_share": float(b.stable_share()), "mean_width": widths,
             "logit_width": widths[-1], "path": path.name}
+
+
+def _cached_lp(net, bound):
+    """The LP bounds of the unit box already computed by the chapter's ``lp`` cell (MILP on the
+    unit box starts from them instead of solving every LP again), or None."""
+    from ..bounds import Bounds
+
+    if bound != "milp":
+        return None
+    for path in sorted((results_dir() / "ch3-bounds").glob(f"{net.digest()[:16]}-lp-unit-t*-{BOUNDS_VERSION}.npz")):
+        try:
+            return Bounds.load(path, net)
+        except ValueError:
+            continue
+    return None
 
 
 def _load_bounds(net, arch, scale, seed, bound, digit, time_limit):
