@@ -4,6 +4,10 @@ r"""The questions nnmiplib answers with its models (thesis §3–§4), each retu
 - :func:`maxdiff`, :func:`maxout` — the comparator of two networks (``compare``);
 - :func:`maxflip` — neurons whose phase differs between two networks (``flip``);
 - :func:`mineps` — the smallest perturbation on which a pruned copy disagrees (``mineps``);
+- :func:`max_logit_change`, :func:`top1_equivalent` — a network and its pruned copy: the
+  largest logit change and whether the predicted classes can differ, with the difference
+  bounds of :func:`nnmiplib.bounds.difference_bounds` (``pairs``, which also puts those
+  bounds into the comparator's joint model);
 - the sound softmax-L1 relaxation (``softmax``, ``softmax_pwl``), attacks (``attacks``),
   the shared solve-and-check machinery (``core``) and :class:`Result` (``result``).
 
@@ -46,6 +50,7 @@ from .compare import maxdiff, maxout
 from .core import RESULTS_VERSION, cache_version, get_bounds
 from .flip import flip_count, maxflip
 from .mineps import mineps
+from .pairs import max_logit_change, top1_equivalent
 from .pv import max_output_change
 from .result import STATUSES, Result
 
@@ -56,9 +61,11 @@ __all__ = [
     "cache_version",
     "flip_count",
     "get_bounds",
+    "max_logit_change",
     "max_output_change",
     "maxdiff",
     "maxflip",
     "maxout",
     "mineps",
+    "top1_equivalent",
 ]

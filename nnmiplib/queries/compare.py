@@ -22,6 +22,13 @@ from .core import (
     logit_cols,
     solve_linear,
 )
+from .pairs import (
+    add_pair_difference,
+    difference_summary,
+    logit_change_model,
+    pair_difference,
+    report_difference,
+)
 from .result import Result
 
 __all__ = ['maxdiff', 'maxout']
@@ -30,7 +37,8 @@ __all__ = ['maxdiff', 'maxout']
 # ------------------------------------------------------------------------- maxdiff
 def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax", bounds=None,
             time_limit: float | None = 60.0, solver: str = "highs", bounds_method: str = "lp",
-            tol: float = 1e-3, attack: bool = True, rng=0) -> Result:
+            tol: float = 1e-3, attack: bool = True, rng=0, difference: bool | None = None,
+            report: bool = True) -> Result:
     r"""maxdiff (SPEC §4): :math:`\max_{x\in X}\lVert\operatorname{softmax}(a_1) - \operatorname{softmax}(a_2)\rVert_1`.
 
     One shared input, the two Big-M models otherwise independent (architectures may
@@ -39,12 +47,23 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
     variant :math:`\max_x \max_k |a_{1,k} - a_{2,k}|` (same number of classes needed).
     ``bounds``: (b1, b2) computed on ``domain`` for exactly these networks.
 
+    Difference bounds (logits form): when the two networks have the same layer sizes
+    (``difference=None``, automatic; True requires it, False turns it off) the bounds of
+    :math:`a_1 - a_2` from :func:`nnmiplib.bounds.difference_bounds` (computed after the
+    networks' bounds, not charged to ``time_limit``) give the Big-M constants of the |·|
+    selection and the δ columns of :func:`~nnmiplib.queries.pairs.logit_change_model`; with
+    ``report`` the root LP bound of the model without and with them is measured
+    (:func:`~nnmiplib.queries.pairs.report_difference`). ``extra["difference"]`` says whether
+    they were used, ``extra["difference_bounds"]`` holds them. The softmax form's relaxation
+    (:mod:`nnmiplib.queries.softmax`) does not take them: there ``difference=True`` is an error.
+
     Raises
     ------
     ValueError
         Before any work, for an argument that means nothing: ``time_limit`` ≤ 0 or NaN
         (None: no limit), an unknown ``solver``/``bounds_method``/``form``, a negative ``tol``
-        (:func:`nnmiplib.queries.core.check_query_arguments`).
+        (:func:`nnmiplib.queries.core.check_query_arguments`), ``difference=True`` with the
+        softmax form or networks of different shapes.
     """
     t0 = time.perf_counter()
     time_limit = check_query_arguments(domain=domain, time_limit=time_limit, solver=solver, bounds=bounds,
@@ -55,49 +74,32 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
         raise ValueError(f"form must be 'softmax' or 'logits' (alias 'margin'), got {form!r}")
     if form != "softmax" and net1.n_outputs != net2.n_outputs:
         raise ValueError("the logits form needs the same number of classes in both networks")
+    _check_difference(difference, report, nets)
+    if difference and form == "softmax":
+        raise ValueError("difference=True: the softmax form's relaxation does not take the difference rows; "
+                         "use form='logits' (or difference=None)")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
-    t1 = time.perf_counter()  # the time limit starts after the bounds
     if form == "softmax":
         from .softmax import softmax_l1_query
 
+        t1 = time.perf_counter()  # the time limit starts after the bounds
         res = softmax_l1_query(nets, domain, bds, time_limit=time_limit, solver=solver, tol=tol, attack=attack,
                                rng=rng, query="maxdiff", t_start=t1)
         res.extra["bounds_time"] = tb
+        res.extra["difference"] = False
         res.time = time.perf_counter() - t0
         return res
-    from ..mip.encode import encode
+    t = time.perf_counter()
+    db = pair_difference(nets, domain, bds, difference)
+    td = time.perf_counter() - t
+    t1 = time.perf_counter()  # the time limit starts after the bounds
 
     res = Result("maxdiff-logits", "max", solver=solver)
-    res.extra["bounds_time"] = tb
-    model = encode(nets, domain, bds)
-    a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
-    K = a1.size
-    dlo = bds[0].lower[-1] - bds[1].upper[-1]
-    dhi = bds[0].upper[-1] - bds[1].lower[-1]
+    res.extra.update(bounds_time=tb, difference=db is not None, difference_time=td)
+    if db is not None:
+        res.extra["difference_bounds"] = difference_summary(db)
     # d_k = a1_k − a2_k; w ≤ σ_k d_k-type selection: w ≤ s·d_k + M(1 − y_ks) over (k, sign)
-    vhi = float(max(np.max(np.abs(dlo)), np.max(np.abs(dhi))))
-    w = int(model.add_vars(1, 0.0, vhi)[0])
-    y = model.add_vars(2 * K, 0.0, 1.0, integer=True)
-    rows, rl, rh = [], [], []
-    for k in range(K):
-        for s, yk in ((1.0, y[2 * k]), (-1.0, y[2 * k + 1])):
-            low = dlo[k] if s > 0 else -dhi[k]
-            M = max(vhi - low, 0.0)
-            rows.append({w: 1.0, int(a1[k]): -s, int(a2[k]): s, int(yk): M})
-            rl.append(-np.inf)
-            rh.append(M)
-    rows.append({int(j): 1.0 for j in y})
-    rl.append(1.0)
-    rh.append(1.0)
-    add_rows(model, rows, rl, rh)
-    model.set_objective({w: 1.0}, "max")
-
-    def fill(vec):
-        d = vec[a1] - vec[a2]
-        k = int(np.argmax(np.abs(d)))
-        vec[y] = 0.0
-        vec[y[2 * k + (0 if d[k] >= 0 else 1)]] = 1.0
-        vec[w] = abs(d[k])
+    model, w, fill = logit_change_model(nets, domain, bds, db)
 
     def fobj(logits):
         d = logits[0] - logits[1]
@@ -108,14 +110,28 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
         return np.abs(d[r, k]), [g, -g]
 
     res = solve_linear(res, nets, domain, model, fill, w, fobj, None, time_limit, solver, attack, rng, t1)
+    if db is not None and report:
+        report_difference(res, lambda f: logit_change_model(nets, domain, bds, db if f else None)[0], solver,
+                          time_limit, t1)
     res.time = time.perf_counter() - t0
     return res
+
+
+def _check_difference(difference, report, nets) -> None:
+    if difference is not None and not isinstance(difference, (bool, np.bool_)):
+        raise ValueError(f"difference must be True, False or None (automatic), got {difference!r}")
+    if not isinstance(report, (bool, np.bool_)):
+        raise ValueError(f"report must be True or False, got {report!r}")
+    if difference and nets[0].layer_sizes != nets[1].layer_sizes:
+        raise ValueError(f"difference=True needs networks of one shape ({nets[0].layer_sizes} vs "
+                         f"{nets[1].layer_sizes})")
 
 
 # -------------------------------------------------------------------------- maxout
 def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: float = 0.0, *, bounds=None,
            time_limit: float | None = 60.0, solver: str = "highs", bounds_method: str = "lp",
-           margin: float = 1e-6, attack: bool = True, rng=0) -> Result:
+           margin: float = 1e-6, attack: bool = True, rng=0, difference: bool | None = None,
+           hidden: bool = False, report: bool = True) -> Result:
     r"""maxout (SPEC §4): N₁ answers C₁ and N₂ answers C₂ with the largest logits.
 
     .. math::
@@ -127,6 +143,15 @@ def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: flo
     witness is ``verified`` only if both class margins are ≥ τ + margin in float64; the
     dual bound is valid for the τ' problem. ``infeasible`` means no input makes the nets
     answer (C₁, C₂) with that margin.
+
+    Difference bounds: when the two networks have the same layer sizes (``difference=None``,
+    automatic) the model also holds the logit differences δ = a₁ − a₂ as columns bounded by
+    :func:`nnmiplib.bounds.difference_bounds` (all layers with ``hidden``, and the ReLU-step
+    lines), and for C₁ ≠ C₂ the row :math:`2\tau' \le \delta_{C_1} - \delta_{C_2} \le U`
+    (the two class constraints added up; U by back-substitution,
+    :meth:`~nnmiplib.bounds.DifferenceBounds.upper_rows`). ``report`` measures the root LP
+    bound without and with them (``extra["dual_bound_without_difference"]``,
+    ``extra["root_lp_bound_with_difference"]``).
 
     Raises
     ------
@@ -142,22 +167,49 @@ def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: flo
     nets = [net1, net2]
     check_nets(nets, domain)
     c1, c2 = check_class(c1, net1.n_outputs, "c1"), check_class(c2, net2.n_outputs, "c2")
+    _check_difference(difference, report, nets)
+    if not isinstance(hidden, (bool, np.bool_)):
+        raise ValueError(f"hidden must be True or False, got {hidden!r}")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+    t = time.perf_counter()
+    db = pair_difference(nets, domain, bds, difference)
+    td = time.perf_counter() - t
     t1 = time.perf_counter()  # the time limit starts after the bounds
-    from ..mip.encode import encode
+    from ..mip.encode import encode, fill_difference
 
     res = Result("maxout", "max", solver=solver, margin=margin)
-    res.extra.update(bounds_time=tb, c1=c1, c2=c2, tau=float(tau))
-    model = encode(nets, domain, bds)
-    a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
+    res.extra.update(bounds_time=tb, c1=c1, c2=c2, tau=float(tau), difference=db is not None, difference_time=td)
     tau_m = float(tau) + 2 * margin
-    rows = []
-    for a, c in ((a1, c1), (a2, c2)):
-        for k in range(a.size):
-            if k != c:
-                rows.append({int(a[c]): 1.0, int(a[k]): -1.0})
-    add_rows(model, rows, tau_m, np.inf)
-    model.set_objective({int(a1[c1]): 1.0, int(a2[c2]): 1.0}, "max")
+    u12 = None
+    if db is not None:
+        res.extra["difference_bounds"] = difference_summary(db)
+        if c1 != c2:
+            u12 = float(db.upper_rows(np.eye(net1.n_outputs)[c1] - np.eye(net1.n_outputs)[c2])[0])
+            res.extra["difference_c1_c2_upper"] = u12
+
+    def build(with_difference: bool):
+        model = encode(nets, domain, bds)
+        a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
+        rows = []
+        for a, c in ((a1, c1), (a2, c2)):
+            for k in range(a.size):
+                if k != c:
+                    rows.append({int(a[c]): 1.0, int(a[k]): -1.0})
+        add_rows(model, rows, tau_m, np.inf)
+        dv = None
+        if with_difference and db is not None:
+            dv = add_pair_difference(model, db, hidden)
+            if u12 is not None:  # (a1_c1 − a1_c2) + (a2_c2 − a2_c1) ≥ 2τ'
+                d = dv.d[-1]
+                add_rows(model, [{int(d[c1]): 1.0, int(d[c2]): -1.0}], 2 * tau_m, max(u12, 2 * tau_m))
+        model.set_objective({int(a1[c1]): 1.0, int(a2[c2]): 1.0}, "max")
+        return model, dv
+
+    model, dv = build(True)
+
+    def fill(vec):
+        if dv is not None:
+            fill_difference(vec, model, dv)
 
     def margins(x):
         l1, l2 = net1.forward(x), net2.forward(x)
@@ -175,8 +227,10 @@ def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: flo
     def evaluate(x):
         return float(net1.forward(x)[c1] + net2.forward(x)[c2])
 
-    res = solve_linear(res, nets, domain, model, lambda v: None, None, atk.obj_maxout(c1, c2, tau_m), check,
+    res = solve_linear(res, nets, domain, model, fill, None, atk.obj_maxout(c1, c2, tau_m), check,
                         time_limit, solver, attack, rng, t1, feasible=feasible, evaluate=evaluate)
+    if db is not None and report:
+        report_difference(res, lambda f: build(f)[0], solver, time_limit, t1)
     if res.x is not None:
         res.extra["class_margins"] = [float(m) for m in margins(res.x)]
     res.time = time.perf_counter() - t0

@@ -13,6 +13,7 @@ from ..domains import Box
 from ..network import Network
 from . import attacks as atk
 from .core import add_rows, check_nets, check_query_arguments, get_bounds, solve_linear
+from .pairs import add_pair_difference, difference_summary, pair_difference, report_difference
 from .result import Result, relative_gap
 
 __all__ = ['flip_count', 'maxflip']
@@ -34,7 +35,7 @@ def flip_count(net1: Network, net2: Network, x) -> int:
 
 def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limit: float | None = 60.0,
             solver: str = "highs", bounds_method: str = "lp", attack: bool = True, rng=0,
-            n_samples: int = 512) -> Result:
+            n_samples: int = 512, difference: bool | None = None, report: bool = True) -> Result:
     r"""maxflip (SPEC §4): the most hidden neurons whose activity differs between two
     networks of the same architecture on one input.
 
@@ -48,6 +49,15 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
     constant, and a neuron stable in both networks adds a constant to the objective.
     The float64 objective counts neurons with (a₁ > 0) ≠ (a₂ > 0); ``verified`` requires
     it to equal the solver's count (a flip the solver claims at a = 0 exactly does not count).
+
+    Difference bounds (``difference=None``: used, the architectures being equal; False: not):
+    the hidden layers' δ = a₁ − a₂ and ∂h = h₁ − h₂ columns of
+    :func:`nnmiplib.bounds.difference_bounds` with their ReLU-step lines, and per neuron whose
+    δ has a known sign the phase implication it forces: δ ≤ 0 everywhere means a₁ ≤ a₂, so
+    a₁ > 0 ⇒ a₂ > 0, i.e. :math:`z_1 \le z_2` and then :math:`\omega \le z_2 - z_1` (δ ≥ 0:
+    the mirror rows). Every input with z = [a > 0] satisfies them, so the dual bound still
+    bounds the float64 count (it may cut points that count a flip at a = 0, which is not
+    one). ``report`` measures the root LP bound without and with them.
 
     Raises
     ------
@@ -66,12 +76,19 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
     if net1.layer_sizes != net2.layer_sizes:
         raise ValueError(f"maxflip compares neurons one to one: architectures differ "
                          f"({net1.layer_sizes} vs {net2.layer_sizes})")
+    if not isinstance(report, (bool, np.bool_)):
+        raise ValueError(f"report must be True or False, got {report!r}")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+    t = time.perf_counter()
+    db = pair_difference(nets, domain, bds, difference)
+    td = time.perf_counter() - t
 
     t1 = time.perf_counter()  # the time limit starts after the bounds
     res = Result("maxflip", "max", solver=solver)
-    res.extra["bounds_time"] = tb
-    model, omegas, const_obj = _flip_model(nets, domain, bds, strict=0.0)
+    res.extra.update(bounds_time=tb, difference=db is not None, difference_time=td)
+    if db is not None:
+        res.extra["difference_bounds"] = difference_summary(db)
+    model, omegas, const_obj = _flip_model(nets, domain, bds, strict=0.0, db=db)
     ar = None
     if attack:
         rng_ = np.random.default_rng(rng)
@@ -91,7 +108,7 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
         # the solver's optimum sat on a ReLU tie (a = 0 counted as active): re-solve with
         # "active ⇒ a ≥ 1e-5" so that its point reproduces; keep the first dual bound (valid
         # for the thesis's model), take the better verified input
-        m2, om2, _ = _flip_model(nets, domain, bds, strict=1e-5)
+        m2, om2, _ = _flip_model(nets, domain, bds, strict=1e-5, db=db)
         prev = res
         cand = atk.AttackResult(prev.x, prev.objective or 0.0, prev.incumbent_source or "none", 0)
         res2 = solve_linear(Result("maxflip", "max", solver=solver), nets, domain, m2, _flip_fill(m2, om2, bds),
@@ -111,12 +128,19 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
             res.message += "; the solver's optimum did not reproduce in float64 (ReLU ties)"
     res.extra["n_hidden"] = int(sum(net1.hidden_sizes))
     res.extra["stable_constant"] = const_obj
+    if db is not None:
+        res.extra["phase_implications"] = int(model.phase_implications)
+        if report:
+            report_difference(res, lambda f: _flip_model(nets, domain, bds, db=db if f else None)[0], solver,
+                              time_limit, t1)
     res.time = time.perf_counter() - t0
     return res
 
 
-def _flip_model(nets, domain, bds, strict: float = 0.0):
-    """The maxflip model; ``strict`` > 0 adds a ≥ strict·z − M(1 − z) (active means a ≥ strict)."""
+def _flip_model(nets, domain, bds, strict: float = 0.0, db=None):
+    """The maxflip model; ``strict`` > 0 adds a ≥ strict·z − M(1 − z) (active means a ≥ strict);
+    ``db`` (difference bounds) adds the hidden layers' difference columns and the phase
+    implications of δ's sign (:func:`maxflip`)."""
     from ..mip.encode import encode
 
     net1 = nets[0]
@@ -146,6 +170,11 @@ def _flip_model(nets, domain, bds, strict: float = 0.0):
             rh.append(2.0 - cs)
     if rows:
         add_rows(model, rows, rl, rh)
+    model.phase_implications = 0
+    model.diff_vars = None
+    if db is not None:
+        model.diff_vars = add_pair_difference(model, db, hidden=True)
+        model.phase_implications = _phase_rows(model, omegas, bds, db)
     c = np.zeros(model.n_vars)
     for _, _, om in omegas:
         c[om] = 1.0
@@ -166,7 +195,39 @@ def _flip_model(nets, domain, bds, strict: float = 0.0):
     return model, omegas, const_obj
 
 
+def _phase_rows(model, omegas, bds, db) -> int:
+    """Rows z₁ ≤ z₂, ω ≤ z₂ − z₁ where δ ≤ 0 on the domain (z₂ ≤ z₁, ω ≤ z₁ − z₂ where δ ≥ 0);
+    a stable neuron's z enters as its constant. Returns the number of neurons given rows."""
+    rows, rh, n = [], [], 0
+    for l, idx, om in omegas:
+        zs = [_z_or_const(model.nets[i], bds[i], l) for i in (0, 1)]
+        for j, o in zip(idx, om):
+            for sign, cond in ((1.0, db.upper[l][j] <= 0), (-1.0, db.lower[l][j] >= 0)):
+                if not cond:
+                    continue
+                # sign·(z₁ − z₂) ≤ 0 and ω − sign·(z₂ − z₁) ≤ 0, constants moved right
+                row_z, row_w, const = {}, {int(o): 1.0}, 0.0
+                for zi, coef in ((0, sign), (1, -sign)):
+                    z, s = zs[zi]
+                    if z[j] >= 0:
+                        row_z[int(z[j])] = row_z.get(int(z[j]), 0.0) + coef
+                        row_w[int(z[j])] = row_w.get(int(z[j]), 0.0) + coef
+                    else:
+                        const += coef * s[j]
+                if row_z:
+                    rows.append(row_z)
+                    rh.append(-const)
+                rows.append(row_w)
+                rh.append(-const)
+                n += 1
+    if rows:
+        add_rows(model, rows, -np.inf, rh)
+    return n
+
+
 def _flip_fill(model, omegas, bds):
+    from ..mip.encode import fill_difference
+
     def fill(vec):
         for l, idx, om in omegas:
             zz = []
@@ -175,5 +236,7 @@ def _flip_fill(model, omegas, bds):
                 zv = np.where(z >= 0, vec[np.maximum(z, 0)], np.where(np.asarray(bds[i].lower[l]) >= 0, 1.0, 0.0))
                 zz.append(zv[idx])
             vec[om] = (zz[0] != zz[1]).astype(float)
+        if getattr(model, "diff_vars", None) is not None:
+            fill_difference(vec, model, model.diff_vars)
 
     return fill

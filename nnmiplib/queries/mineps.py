@@ -25,6 +25,7 @@ from .core import (
     solve_linear,
     widen_dual,
 )
+from .pairs import add_pair_difference, difference_summary, pair_difference, report_difference
 from .result import DOMAIN_TOL, Result, relative_gap
 
 __all__ = ['mineps']
@@ -33,7 +34,8 @@ __all__ = ['mineps']
 # -------------------------------------------------------------------------- mineps
 def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, domain: Box | None = None,
            bounds=None, time_limit: float | None = 60.0, solver: str = "highs", bounds_method: str = "lp",
-           keep_margin: float = 1e-6, flip_margin: float = 1e-6, attack: bool = True, rng=0) -> Result:
+           keep_margin: float = 1e-6, flip_margin: float = 1e-6, attack: bool = True, rng=0,
+           difference: bool | None = None, hidden: bool = False, report: bool = True) -> Result:
     r"""mineps (SPEC §4): the smallest L∞ perturbation of x₀ on which N₁ (original) still
     answers the label C₀ but N₂ (pruned) answers something else.
 
@@ -50,6 +52,16 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
     m₂ = 2·flip_margin, a witness is verified when both margins hold (≥ keep_margin,
     ≥ flip_margin) in float64 and ‖x − x₀‖∞ ≤ the solver's ε (+ tolerance). ``objective``
     is ‖x − x₀‖∞ of the witness, ``dual_bound`` a lower bound on ε* (for the m₁, m₂ model).
+
+    Difference bounds (``difference=None``: used when the two networks have the same layer
+    sizes): the logit differences δ = a₁ − a₂ as columns bounded on the domain by
+    :func:`nnmiplib.bounds.difference_bounds` (all layers with ``hidden``), and per class
+    k ≠ C₀ the sum of N₁'s and N₂'s conditions,
+    :math:`\delta_{C_0} - \delta_k \ge m_1 + m_2 - M'_k (1 - b_k)` with
+    :math:`M'_k = m_1 + m_2 - \ell_k` from the back-substituted bounds
+    :math:`\ell_k \le \delta_{C_0} - \delta_k \le U_k`; a class with :math:`U_k < m_1 + m_2`
+    cannot be N₂'s answer and its b_k is fixed to 0. ``report`` measures the root LP bound
+    without and with them.
 
     Raises
     ------
@@ -80,39 +92,69 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
     if c0 != label:
         raise ValueError(f"the original network answers {c0} at x0, not the label {label}; "
                          "mineps needs N₁(x₀) = C₀ (SPEC §4)")
+    for name, v in (("hidden", hidden), ("report", report)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {v!r}")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+    t = time.perf_counter()
+    db = pair_difference(nets, domain, bds, difference)
+    td = time.perf_counter() - t
     t1 = time.perf_counter()  # the time limit starts after the bounds
-    from ..mip.encode import encode
+    from ..mip.encode import encode, fill_difference
 
     res = Result("mineps", "min", solver=solver, margin=flip_margin)
-    res.extra.update(bounds_time=tb, label=label, keep_margin=keep_margin, flip_margin=flip_margin)
-    model = encode(nets, domain, bds)
-    a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
-    K = a1.size
+    res.extra.update(bounds_time=tb, label=label, keep_margin=keep_margin, flip_margin=flip_margin,
+                     difference=db is not None, difference_time=td)
+    K = original.n_outputs
     m1, m2 = 2 * keep_margin, 2 * flip_margin
     emax = float(max(np.max(x0 - domain.lo), np.max(domain.hi - x0), 0.0))
-    eps = int(model.add_vars(1, 0.0, emax)[0])
-    n = x0.size
-    I = sp.identity(n, format="csr")
-    e_col = sp.csr_matrix((np.ones(n), (np.arange(n), np.full(n, eps))), shape=(n, model.n_vars))
-    X = sp.csr_matrix((np.ones(n), (np.arange(n), model.x)), shape=(n, model.n_vars))
-    del I
-    model.add_rows(X + e_col, x0, np.inf)    # x + ε ≥ x0
-    model.add_rows(X - e_col, -np.inf, x0)   # x − ε ≤ x0
     others = [k for k in range(K) if k != label]
-    rows = [{int(a1[label]): 1.0, int(a1[k]): -1.0} for k in others]
-    add_rows(model, rows, m1, np.inf)
-    b = model.add_vars(len(others), 0.0, 1.0, integer=True)
-    lo2, hi2 = bds[1].lower[-1], bds[1].upper[-1]
-    rows, rl = [], []
-    for bk, k in zip(b, others):
-        M = max(m2 - (lo2[k] - hi2[label]), 0.0)
-        rows.append({int(a2[k]): 1.0, int(a2[label]): -1.0, int(bk): -M})
-        rl.append(m2 - M)
-    rows.append({int(j): 1.0 for j in b})
-    rl.append(1.0)
-    add_rows(model, rows, rl, np.inf)
-    model.set_objective({eps: 1.0}, "min")
+    if db is not None:
+        res.extra["difference_bounds"] = difference_summary(db)
+        C = np.array([np.eye(K)[label] - np.eye(K)[k] for k in others])
+        U = db.upper_rows(C)            # ≥ δ_C0 − δ_k
+        Lk = -db.upper_rows(-C)         # ≤ δ_C0 − δ_k
+        res.extra["excluded_classes"] = [k for k, u in zip(others, U) if u < m1 + m2]
+
+    def build(with_difference: bool):
+        model = encode(nets, domain, bds)
+        a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
+        eps = int(model.add_vars(1, 0.0, emax)[0])
+        n = x0.size
+        e_col = sp.csr_matrix((np.ones(n), (np.arange(n), np.full(n, eps))), shape=(n, model.n_vars))
+        X = sp.csr_matrix((np.ones(n), (np.arange(n), model.x)), shape=(n, model.n_vars))
+        model.add_rows(X + e_col, x0, np.inf)    # x + ε ≥ x0
+        model.add_rows(X - e_col, -np.inf, x0)   # x − ε ≤ x0
+        rows = [{int(a1[label]): 1.0, int(a1[k]): -1.0} for k in others]
+        add_rows(model, rows, m1, np.inf)
+        b = model.add_vars(len(others), 0.0, 1.0, integer=True)
+        lo2, hi2 = bds[1].lower[-1], bds[1].upper[-1]
+        rows, rl = [], []
+        for bk, k in zip(b, others):
+            M = max(m2 - (lo2[k] - hi2[label]), 0.0)
+            rows.append({int(a2[k]): 1.0, int(a2[label]): -1.0, int(bk): -M})
+            rl.append(m2 - M)
+        rows.append({int(j): 1.0 for j in b})
+        rl.append(1.0)
+        add_rows(model, rows, rl, np.inf)
+        dv = None
+        if with_difference and db is not None:
+            dv = add_pair_difference(model, db, hidden)
+            d = dv.d[-1]
+            rows, rl, rh = [], [], []
+            for bk, k, u, lk in zip(b, others, U, Lk):
+                Mk = max(m1 + m2 - lk, 0.0)
+                # δ_C0 − δ_k + M'(1 − b_k) ≥ m1 + m2, δ_C0 − δ_k ≤ U_k
+                rows.append({int(d[label]): 1.0, int(d[k]): -1.0, int(bk): -Mk})
+                rl.append(m1 + m2 - Mk)
+                rh.append(max(u, m1 + m2 - Mk))
+                if u < m1 + m2:
+                    model.col_hi[bk] = 0.0
+            add_rows(model, rows, rl, rh)
+        model.set_objective({eps: 1.0}, "min")
+        return model, eps, b, a2, dv
+
+    model, eps, b, a2, dv = build(True)
 
     def margins(x):
         l1, l2 = original.forward(x), pruned.forward(x)
@@ -128,6 +170,8 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
         d = vec[a2] - vec[a2[label]]
         vec[b] = 0.0
         vec[b[int(np.argmax(d[others]))]] = 1.0
+        if dv is not None:
+            fill_difference(vec, model, dv)
 
     def evaluate(x):
         return float(np.max(np.abs(np.asarray(x) - x0)))
@@ -145,6 +189,8 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
         res.dual_bound = max(0.0, res.dual_bound)  # ε ≥ 0 anyway
         if res.objective is not None and res.verified:
             res.gap = relative_gap(res.objective, res.dual_bound) if res.objective > 0 else abs(res.dual_bound)
+    if db is not None and report:
+        report_difference(res, lambda f: build(f)[0], solver, time_limit, t1)
     if res.x is not None:
         k1, f2 = margins(res.x)
         res.extra.update(keep=float(k1), flip=float(f2))
