@@ -461,10 +461,10 @@ def add_difference(model: MipModel, lower, upper, *, layers=None, h_lower=None, 
         \partial h^l - h^{i,l} + h^{j,l} = 0,\qquad h_\text{lower}[l] \le \partial h^l \le h_\text{upper}[l]
 
     plus the linear lines ``lines[l]`` tying ∂h to δ and the two networks' pre-activations:
-    each a dict with ``side`` ("upper": ∂h ≤ …, "lower": ∂h ≥ …) and arrays ``p, q1, q2, r``
-    for :math:`p\,\delta + q_1 a^{i} + q_2 a^{j} + r` (rows are added only where a line is not
-    the identity of a stable pair, i.e. where ``p``, ``q1``, ``q2`` are not all of the exact
-    cases — the caller passes ``mask`` in the dict to choose the neurons, default all).
+    each a dict with ``side`` ("upper": ∂h ≤ …, "lower": ∂h ≥ …), arrays ``p, q1, q2, r``
+    for :math:`p\,\delta + q_1 a^{i} + q_2 a^{j} + r` and optionally ``mask``, the neurons that
+    get the row (default all; e.g. only where one of the two neurons is unstable, the exact
+    cases being in the model already).
 
     The bounds must be valid on the model's input box (e.g. from
     :func:`nnmiplib.bounds.difference_bounds`): the rows then remove no point of the

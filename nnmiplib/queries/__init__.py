@@ -32,6 +32,13 @@ Common behaviour of every query
   bounds, maxflip the neuron pairs that can flip plus the stable flips, mineps 0); mineps
   then tries its LP relaxation (``"lp-relaxation"``). The softmax queries always hold
   a relaxation bound (≤ 2).
+* **Difference bounds**: maxdiff (logits form), maxout, maxflip and mineps, given two
+  networks of the same layer sizes (``difference=None``: automatic; ``False`` turns it off),
+  add the columns δ = a₁ − a₂ bounded by :func:`nnmiplib.bounds.difference_bounds` (computed
+  after the networks' bounds, reported in ``extra["difference_time"]``, not charged) and the
+  rows each query derives from them; ``extra["dual_bound_without_difference"]`` and
+  ``extra["root_lp_bound_with_difference"]`` are the root LP bounds of the model without and
+  with them (``report=True``, measured after the solve).
 * **Primal heuristics**: random sampling + projected gradient (:mod:`nnmiplib.queries.attacks`)
   run first; the best input is handed to the solver as a MIP start after checking that
   the model reproduces it (:meth:`MipModel.point` satisfies every row within 1e-6).
