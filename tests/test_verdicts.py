@@ -36,3 +36,18 @@ def test_with_missing_lists_all_twenty_findings_in_order():
     assert sum(r.verdict == "not yet run" for r in rows) == 19
     df = V.table(rows)
     assert list(df.columns)[:2] == ["finding", "thesis claim"] and len(df) == 20
+
+
+def test_undecided_names_its_limit_everywhere():
+    with pytest.raises(ValueError, match="names the limit"):
+        V.Finding("F2.6", "c", "t", "o", V.UNDECIDED)
+    f = V.Finding("F2.6", "c", "t", "gap ×1.3 per layer", V.UNDECIDED,
+                  limit="12 of 40 MILP solves left the root at 1 s")
+    assert V.verdict_text(f) == "12 of 40 MILP solves left the root at 1 s: undecided at this scale"
+    assert V.verdict_text(V.Finding("F2.1", "c", "t", "o", "refuted")) == "refuted"
+    V.record("ch2", "quick", [f])
+    back = V.load_all("quick")
+    assert back[0].verdict == V.UNDECIDED and back[0].limit == f.limit  # the reason survives storage
+    assert V.table(back).verdict[0] == V.verdict_text(f)
+    assert "12 of 40 MILP solves left the root at 1 s: undecided" in V.findings_markdown(back)
+    assert V.UNDECIDED in V.VERDICTS and V.VERDICTS[-1] == "not yet run"

@@ -1,7 +1,10 @@
 """The book's verdicts on the thesis's findings (SPEC F2.1 … F4.8).
 
 Each chapter judges its findings with explicit rules and records them here; the
-conclusions page gathers every chapter's rows. Rows are stored per chapter and scale
+conclusions page gathers every chapter's rows. A verdict the evidence cannot decide
+because a time limit or a sample of the scale limited it is :data:`UNDECIDED`
+("undecided at this scale"), with the limiting number in :attr:`Finding.limit`, never
+"refuted". Rows are stored per chapter and scale
 under ``data/results/verdicts/`` as JSON, written atomically.
 """
 
@@ -15,17 +18,22 @@ from ..paths import atomic_write_bytes, results_dir
 
 __all__ = [
     "THESIS_FINDINGS",
+    "UNDECIDED",
     "VERDICTS",
     "Finding",
     "beside_key",
+    "findings_markdown",
     "glue_beside",
     "load_all",
     "record",
     "table",
+    "verdict_text",
     "with_missing",
 ]
 
-VERDICTS = ("confirmed", "refuted", "partly", "not yet run")
+#: a verdict the scale's time limits or samples leave open (the reason goes to ``Finding.limit``)
+UNDECIDED = "undecided at this scale"
+VERDICTS = ("confirmed", "refuted", "partly", UNDECIDED, "not yet run")
 
 #: Every finding of the thesis (SPEC), with the number the thesis states (THESIS-NUMBERS.md).
 THESIS_FINDINGS: dict[str, tuple[str, str]] = {
@@ -71,10 +79,25 @@ class Finding:
     verdict: str  # one of VERDICTS
     rule: str = ""  # the explicit rule that produced the verdict
     scale: str = ""
+    limit: str = ""  # for UNDECIDED: the limit or sample that left it open, with its number
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.verdict == UNDECIDED and not self.limit.strip():
+            raise ValueError(f"{self.id}: an {UNDECIDED!r} verdict names the limit that left it open (limit=...)")
+
+
+def verdict_text(f: Finding) -> str:
+    """The verdict as the book prints it: an undecided one with the number that limited it
+    ("12 of 40 MILP solves left the root at 1 s: undecided at this scale")."""
+    return f"{f.limit}: {f.verdict}" if f.verdict == UNDECIDED else f.verdict
+
+
+def findings_markdown(findings: list[Finding]) -> str:
+    """One prose line per finding: verdict, what we measured, the rule."""
+    return "\n".join(f"- **{f.id}** — *{verdict_text(f)}*. We measured: {f.ours}. (Rule: {f.rule}.)"
+                     for f in findings)
 
 
 def _dir() -> Path:
@@ -131,7 +154,7 @@ def table(findings: list[Finding]):
     return pd.DataFrame(
         [
             {"finding": f.id, "thesis claim": f.claim, "thesis number": f.thesis, "we measured": f.ours,
-             "scale": f.scale, "verdict": f.verdict}
+             "scale": f.scale, "verdict": verdict_text(f)}
             for f in findings
         ]
     )
@@ -165,5 +188,5 @@ def glue_beside(findings: list[Finding], ids=()) -> None:
             text = f"**{fid}** — {claim}. **Thesis reported:** {thesis}. **We measured:** not judged at this scale."
         else:
             text = (f"**{f.id}** — {f.claim}. **Thesis reported:** {f.thesis}. **We measured:** {f.ours}. "
-                    f"**Verdict:** {f.verdict}.")
+                    f"**Verdict:** {verdict_text(f)}.")
         glue(beside_key(fid), Markdown(text), display=False)
