@@ -204,3 +204,20 @@ def test_a_small_node_cap_still_gives_a_valid_bound():
               abs_gap=0.0, max_nodes=40, batch=8, split_rows=False)
     assert r.dual_bound >= brute - 1e-9
     assert r.status in ("node_limit", "optimal", "time_limit")
+
+
+def test_affine_network_is_solved_exactly():
+    """No hidden layer: the search still runs and its bound is the box maximum of each row."""
+    W, b = np.array([[2.0, -1.0], [0.5, 0.25]]), np.array([-1.0, 0.0])
+    net = nm.Network([W], [b])
+    lo, hi = np.zeros(2), np.array([1.0, 4.0])
+    C, d = np.array([[1.0, 0.0], [-1.0, 1.0]]), np.zeros(2)
+    exact = [max((C[r] @ (W @ np.array(v) + b)) for v in itertools.product(*zip(lo, hi))) for r in range(2)]
+    r = solve(net, lo, hi, C, d, lower=[], upper=[], time_limit=10)
+    assert max(exact) - 1e-9 <= r.dual_bound <= max(exact) + 1e-6
+    assert r.x is not None and r.value == pytest.approx(max(exact), abs=1e-9)
+    # one group (both rows must hold): max_x min(row₀, row₁), an LP, against a fine grid
+    g = np.array(np.meshgrid(np.linspace(0, 1, 401), np.linspace(0, 4, 401))).reshape(2, -1).T
+    best = (net.forward(g) @ C.T + d).min(1).max()
+    r = solve(net, lo, hi, C, d, lower=[], upper=[], groups=[0, 0], time_limit=10)
+    assert best - 1e-9 <= r.dual_bound <= best + 1e-2 and r.value >= best - 1e-2

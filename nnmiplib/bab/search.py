@@ -457,6 +457,14 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         raise ValueError("give groups or an objective, not both")
     single = objective is None and (groups is None or len(set(np.asarray(groups).tolist())) == C.shape[0])
     obj = objective or GroupObjective(np.arange(C.shape[0]) if groups is None else groups)
+    if not net.hidden_sizes:
+        # an affine network: give it the hidden layer ReLU(x − lo), active on the whole box
+        # (x − lo ≥ 0), so the search (whose root is then exact) has a layer to work on
+        from ..network import Network
+
+        W, b = net.weights[0], net.biases[0]
+        net = Network([np.eye(lo.size), W], [-lo, b + W @ lo], name=net.name)
+        lower, upper = [np.zeros(lo.size)], [hi - lo]
     args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine)
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
@@ -545,7 +553,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     n_rows = layers.n_rows
     per_node = 16 * n_rows * sum(layers.sizes) + 2 * sum(layers.sizes)  # bytes of α, β, splits
     if max_nodes is None:
-        max_nodes = int(max(2_000, min(500_000, 1e9 / per_node)))
+        max_nodes = int(max(2_000, min(500_000, 1e9 / max(per_node, 1))))
     if batch is None:
         work = n_rows * sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)  # flops per node per pass
         if refine:  # re-tightening bounds every free neuron of the deeper layers again
@@ -578,6 +586,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     ub, root = R.optimise(layers, root, iterations=root_iterations,
                           stop_below=None if threshold is None else torch.tensor([threshold]))
     root_value = float(obj.value(ub)[0])
+    root_rows = ub[0].detach().cpu().numpy().astype(float).tolist()
     nodes_bounded = 1
     heap: list[_Chunk] = []
     open_count = 0
@@ -714,7 +723,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     dual = global_bound()
     res = BabResult(status, primal.value if primal.x is not None else None, primal.x, float(dual), nodes_bounded,
                     now(), traj, {**stats, "open": open_count, "root_bound": root_value,
-                                  "incumbent_source": primal.source})
+                                  "root_rows": root_rows, "incumbent_source": primal.source})
     return res
 
 

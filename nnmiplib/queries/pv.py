@@ -214,7 +214,11 @@ def _softmax_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, tol, attack, rn
         else "time_limit_infeasible"
     res.message = f"branch and bound: {r.status}"
     res.fill_outputs([net])
-    res.extra.update(bounds_time=tb, reference_class=c, engine="bab", bab_status=r.status,
+    # class c wins on the whole domain when the root bounds every y_k − y_c (k ≠ c) below 0
+    rows = r.stats.get("root_rows")
+    forced = c if rows is not None and max(rows[:K - 1]) < 0 else None
+    res.extra.update(bounds_time=tb, reference_class=c, engine="bab", bab_status=r.status, dual_source="branch-and-bound",
+                     forced_class=[forced],
                      trajectory=[list(map(float, p)) for p in r.trajectory],
                      bab={k: v for k, v in r.stats.items() if isinstance(v, (int, float, str, list, dict))})
     res.time = time.perf_counter() - t0
@@ -251,7 +255,7 @@ def _margin_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, margin, decide, 
         res.status = "time_limit_feasible" if res.x is not None else "time_limit_infeasible"
     res.message = f"branch and bound: {r.status}"
     res.fill_outputs([net])
-    res.extra.update(bounds_time=tb, reference_class=c, engine="bab", bab_status=r.status,
+    res.extra.update(bounds_time=tb, reference_class=c, engine="bab", bab_status=r.status, dual_source="branch-and-bound",
                      trajectory=[list(map(float, p)) for p in r.trajectory],
                      bab={k: v for k, v in r.stats.items() if isinstance(v, (int, float, str, list, dict))})
     res.extra["class_changed"] = bool(res.verified and res.objective is not None and res.objective >= margin)
