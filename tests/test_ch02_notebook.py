@@ -48,14 +48,27 @@ def test_ch02_preset_and_cells():
     for scale in ("smoke", "quick", "paper"):
         cfg = ch2.preset(scale)
         assert cfg.deviations and cfg.tl_eps == 0.04
-        cells = ch2.cells(cfg)
-        n_main = len(cfg.nets) * len(cfg.eps) * 4
-        assert len(cells) == n_main + 2 * len(cfg.tl_nets) * len(cfg.tl_limits)
-    assert len(ch2.preset("paper").nets) == 28
-    q = ch2.preset("quick")  # the real architectures, LP/MILP on 8 sampled neurons per layer
-    assert q.train_scale == "quick" and q.max_neurons == 8
-    solver_cells = [c for c in ch2.cells(q) if c["method"] in ("lp", "milp") and c["study"] == "main"]
-    assert solver_cells and all(c["max_neurons"] == 8 for c in solver_cells)
-    assert all("max_neurons" not in c for c in ch2.cells(ch2.preset("paper")))
+        first, then = ch2.cells(cfg), ch2.milp_cells(cfg)
+        every = first + then if cfg.milp_seeded else first  # unseeded: the first grid holds the MILP runs
+        main = [c for c in every if c["study"] == "main"]
+        assert len(main) == len(cfg.nets) * len(cfg.eps) * 3 + len(cfg.milp_nets) * len(cfg.eps)
+        milp_main = [c for c in main if c["method"] == "milp"]
+        assert len(milp_main) == len(cfg.milp_nets) * len(cfg.eps)
+        assert set(cfg.milp_nets) <= set(cfg.nets)
+        if cfg.milp_seeded:  # every MILP run starts from an LP run the first grid computes
+            lp = {(c["arch"], c["reg"], c["lam"], c["eps"]) for c in first if c["method"] == "lp"}
+            assert all(c["method"] == "milp" and c["seed_lp"] == [cfg.lp_time, cfg.lp_neuron] for c in then)
+            assert all((c["arch"], c["reg"], c["lam"], c["eps"]) in lp for c in then)
+        else:
+            assert all(c in first for c in then)
+        if scale == "smoke":  # (building a grid keys its cells by the nets' digests: it trains them)
+            assert list(ch2.grids(cfg)) == ["bounds", "milp", "probe"]
+    paper = ch2.preset("paper")
+    assert len(paper.nets) == 28 and paper.milp_max_neurons is None
+    assert all("max_neurons" not in c for c in ch2.cells(paper) + ch2.milp_cells(paper))
+    q = ch2.preset("quick")  # the real architectures: LP on every neuron, the MILP on a sample
+    assert q.train_scale == "quick" and q.milp_seeded and q.milp_max_neurons == 1
+    assert all("max_neurons" not in c for c in ch2.cells(q) if c["method"] == "lp")
+    assert all(c["max_neurons"] == 1 for c in ch2.milp_cells(q))
     with pytest.raises(ValueError, match="unknown scale"):
         ch2.preset("huge")

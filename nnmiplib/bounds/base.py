@@ -229,7 +229,10 @@ class Bounds:
 
 def source_side(src: np.ndarray, i: int) -> np.ndarray:
     """The lower (i = 0) or upper (i = 1) part of a source code "lo/hi" (or the code itself)."""
-    parts = np.char.partition(src.astype(str), "/")
+    src = np.asarray(src).astype(str)
+    if src.size == 0:
+        return src
+    parts = np.char.partition(src, "/")
     return np.where(parts[:, 1] == "/", parts[:, 2 * i], parts[:, 0])
 
 

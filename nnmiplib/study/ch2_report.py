@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .verdicts import Finding
+from .verdicts import UNDECIDED, Finding
 
 __all__ = [
     "METHOD_ORDER",
@@ -101,12 +101,17 @@ def _main_times(runs):
     return r.pivot_table(index=["arch", "reg", "eps"], columns="method", values="time").reset_index()
 
 
-def fig_lp_vs_milp_time(runs):
-    """Fig 2.8: LP vs MILP wall time per (net, ε), log–log, with the diagonal."""
+def fig_lp_vs_milp_time(runs, times=None):
+    """Fig 2.8: LP vs MILP wall time per (net, ε), log–log, with the diagonal.
+
+    With ``times`` (:func:`nnmiplib.study.ch2.time_frame`): seconds per neuron on the neurons
+    both runs bounded (the MILP comparison bounds a sample of them), else each run's total time.
+    """
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    t = _main_times(runs)
+    per_neuron = times is not None and not times.empty
+    t = times if per_neuron else _main_times(runs)
     if t.empty or "lp" not in t or "milp" not in t:
         return _empty("no LP/MILP runs")
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -115,7 +120,8 @@ def fig_lp_vs_milp_time(runs):
     hi = float(np.nanmax(t[["lp", "milp"]].values)) * 2
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="equal")
     ax.plot([lo, hi], [10 * lo, 10 * hi], "k:", lw=0.8, label="MILP = 10 × LP")
-    ax.set(xscale="log", yscale="log", xlabel="LP bound time (s)", ylabel="MILP bound time (s)")
+    unit = "s per bounded neuron" if per_neuron else "s"
+    ax.set(xscale="log", yscale="log", xlabel=f"LP bound time ({unit})", ylabel=f"MILP bound time ({unit})")
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     return fig
 
@@ -178,9 +184,36 @@ def _f(x, d=3):
     return "nan" if x is None or not np.isfinite(x) else f"{x:.{d}g}"
 
 
-def judge(gaps, layer_gaps, runs, tl) -> list[Finding]:
-    """Verdicts on F2.5–F2.8 by explicit rules on our numbers."""
+def _proven_share(evidence) -> tuple[float, str]:
+    """Share of the MILP comparison's bound sides proven by a finished solve, and the reason text
+    for an undecided verdict (empty when at least half are proven, or no evidence is given)."""
+    if evidence is None or evidence.empty or not evidence.sides.sum():
+        return float("nan"), ""
+    share = float(evidence.proven.sum() / evidence.sides.sum())
+    if share >= 0.5:
+        return share, ""
+    lims = sorted({float(x) for x in evidence["per-solve limit (s)"].dropna()})
+    lim = "/".join(f"{x:g}" for x in lims) + " s" if lims else "its limit"
+    return share, (f"{int(evidence.proven.sum())} of {int(evidence.sides.sum())} MILP bound sides proven within "
+                   f"{lim} per solve ({int(evidence.time_limit.sum())} ended at the limit with the root's dual "
+                   "bound): the MILP reference is not the optimum, so the RO gaps are lower estimates")
+
+
+def judge(gaps, layer_gaps, runs, tl, evidence=None, times=None) -> list[Finding]:
+    """Verdicts on F2.5–F2.8 by explicit rules on our numbers.
+
+    ``evidence`` (:func:`nnmiplib.study.ch2.milp_evidence`) says how many of the MILP
+    comparison's solves finished. F2.5 and F2.6 measure gaps against the MILP bounds and
+    F2.8 a ratio to them: when fewer than half of those sides are proven, a MILP bound is
+    a time-limited dual bound, the gap a lower estimate, and those findings are "undecided
+    at this scale" (F2.8 is refuted regardless when even the lower estimate exceeds 2.64).
+    ``times`` (:func:`nnmiplib.study.ch2.time_frame`): F2.7 then compares seconds per neuron on
+    the neurons both runs bounded, and is undecided when it fails on mostly capped MILP times.
+    """
     out = []
+    _, why = _proven_share(evidence)
+    undecided_rule = (" Undecided at this scale when fewer than half of the MILP comparison's bound sides are "
+                      "proven optimal (the gaps are then lower estimates).")
     # F2.5 -------------------------------------------------------------
     rule = ("(a) for each penalty, the mean LP RO gap at the largest ε is ≤ the one at the smallest ε; "
             "(b) the mean LP RO gap of the L1/L2 nets is < that of the unpenalised nets. "
@@ -199,9 +232,12 @@ def judge(gaps, layer_gaps, runs, tl) -> list[Finding]:
         b = bool(np.isfinite(reg_m) and np.isfinite(none_m) and reg_m < none_m)
         ours = ("; ".join(f"{r}: {_f(by.loc[r, e0])} at ε={e0:g} → {_f(by.loc[r, e1])} at ε={e1:g}" for r in by.index)
                 + f"; mean gap penalised {_f(reg_m)} vs unpenalised {_f(none_m)}")
+        if not (lp.reg == "none").any():
+            ours += " (no unpenalised net at this scale: (b) is not measured)"
+        v = {2: "confirmed", 1: "partly", 0: "refuted"}[int(a) + int(b)]
         out.append(Finding("F2.5", "LP bounds get relatively better with more rounding and regularisation",
-                           "RO gap falls as ε and λ grow (Fig 2.4)", ours,
-                           {2: "confirmed", 1: "partly", 0: "refuted"}[int(a) + int(b)], rule))
+                           "RO gap falls as ε and λ grow (Fig 2.4)", ours, UNDECIDED if why else v,
+                           rule + undecided_rule, limit=why))
     # F2.6 -------------------------------------------------------------
     rule = ("for every architecture with ≥ 4 bounded layers, fit log10(mean LP lower-bound RO gap + 1e-6) "
             "linearly against the layer: slope > 0 and R² ≥ 0.7 for all → confirmed; slope > 0 for some → "
@@ -224,13 +260,15 @@ def judge(gaps, layer_gaps, runs, tl) -> list[Finding]:
         some = any(s > 0 for s, *_ in fits.values())
         ours = "; ".join(f"{a}: gap {_f(f0)} → {_f(f1)}, ×{_f(10 ** s, 2)} per layer, R²={_f(r2, 2)}"
                          for a, (s, r2, f0, f1) in fits.items())
+        v = "confirmed" if allexp else ("partly" if some else "refuted")
         out.append(Finding("F2.6", "the LP gap deteriorates exponentially with layer depth", "Fig 2.7", ours,
-                           "confirmed" if allexp else ("partly" if some else "refuted"), rule))
+                           UNDECIDED if why else v, rule + undecided_rule, limit=why))
     # F2.7 -------------------------------------------------------------
     rule = ("median over (net, ε) of MILP time / LP time ≥ 10 (an order of magnitude), and larger on deep "
             "(≥ 5 hidden layers) than on shallow (≤ 2) nets. Both → confirmed, one → partly, none → refuted. "
             "Times are capped by our budgets, so the ratio is a lower estimate.")
-    t = _main_times(runs) if not runs.empty else None
+    per_neuron = times is not None and not times.empty
+    t = times if per_neuron else (_main_times(runs) if not runs.empty else None)
     if t is None or t.empty or "lp" not in t or "milp" not in t:
         out.append(Finding("F2.7", "LP is orders of magnitude faster than MILP, most on deep nets", "Fig 2.8",
                            "no runs", "not yet run", rule))
@@ -239,11 +277,21 @@ def judge(gaps, layer_gaps, runs, tl) -> list[Finding]:
         med = float(t.ratio.median())
         deep, shallow = t[t.depth >= 5].ratio.median(), t[t.depth <= 2].ratio.median()
         a, b = med >= 10, bool(np.isfinite(deep) and np.isfinite(shallow) and deep > shallow)
+        unit = " per bounded neuron" if per_neuron else ""
         ours = (f"median MILP/LP time ratio {_f(med)} (deep nets {_f(deep)}, shallow {_f(shallow)}); "
-                f"median LP {_f(t.lp.median())} s, MILP {_f(t.milp.median())} s")
+                f"median LP {_f(t.lp.median())} s, MILP {_f(t.milp.median())} s{unit}")
+        v = {2: "confirmed", 1: "partly", 0: "refuted"}[int(a) + int(b)]
+        capped = float(t.capped.mean()) if "capped" in t else 0.0
+        lim = ""
+        if v != "confirmed" and capped >= 0.5:  # a capped MILP time is a lower estimate: more time can only raise it
+            ours += f"; {capped:.0%} of the MILP solves used their whole limit"
+            lim = (f"{capped:.0%} of the MILP solves stopped at the per-solve limit, so the MILP times and the "
+                   "ratios are lower estimates")
+            v = UNDECIDED
         out.append(Finding("F2.7", "LP is orders of magnitude faster than MILP, most on deep nets",
-                           "'several orders of magnitude' (no number)", ours,
-                           {2: "confirmed", 1: "partly", 0: "refuted"}[int(a) + int(b)], rule))
+                           "'several orders of magnitude' (no number)", ours, v,
+                           rule + " Undecided when the rule fails on times of which at least half are capped.",
+                           limit=lim))
     # F2.8 -------------------------------------------------------------
     rule = ("largest mean ratio (over the neurons of layers ≥ 1, each side H and H̄) of the LP Big-M constant "
             "to the best MILP one, over both nets and every T: ≤ 2.64 (2.4 + 10 %) → confirmed, else refuted.")
@@ -255,6 +303,16 @@ def judge(gaps, layer_gaps, runs, tl) -> list[Finding]:
         mx = float(d.ratio.max())
         ours = (f"mean LP/best-MILP ratio between {_f(float(d.ratio.min()))} and {_f(mx)}; "
                 f"worst single neuron {_f(float(d.ratio_max.max()))}")
+        if mx > 2.64:
+            v, lim = "refuted", ""  # a longer MILP only tightens its constants: the ratio can only grow
+        else:
+            k, n = int(d.proven.sum()), int(d.n.sum())
+            lim = "" if n and k >= 0.5 * n else (
+                f"{k} of {n} best-MILP constants proven optimal at the study's longest limit: with longer limits "
+                "the MILP constants may tighten and the ratio grow")
+            v = UNDECIDED if lim else "confirmed"
         out.append(Finding("F2.8", "within practical time limits LP bounds are at most ≈2.4× the best MILP bounds",
-                           "≤ 2.4× (§2.3.4)", ours, "confirmed" if mx <= 2.64 else "refuted", rule))
+                           "≤ 2.4× (§2.3.4)", ours, v,
+                           rule + " Undecided when fewer than half of the best MILP constants are proven optimal "
+                           "and the ratio is below 2.64 (the MILP may tighten with time).", limit=lim))
     return out
