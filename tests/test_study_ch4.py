@@ -50,10 +50,13 @@ def test_domains_of_section_4_3_1():
     assert u.n == 784 and u.lo.max() == 0 and u.hi.min() == 1
 
 
-def _md(rows):
+def _md(rows, dual=None):
+    """maxdiff rows; ``dual`` None: solved (dual bound = objective), else that dual bound (time limit)."""
     return pd.DataFrame([{"arch1": a1, "arch2": a2, "dom": dom, "digit": d, "verified": True,
-                          "classes": [c1, c2], "probs": [0.9, 0.8], "objective": obj, "dual_bound": 2.0,
-                          "status": "optimal", "x": np.full(784, 0.5).tolist(), "gap": 0.0}
+                          "classes": [c1, c2], "probs": [0.9, 0.8], "objective": obj,
+                          "dual_bound": obj if dual is None else dual, "time_limit": 30.0,
+                          "status": "optimal" if dual is None else "time_limit", "x": np.full(784, 0.5).tolist(),
+                          "gap": 0.0 if dual is None else (dual - obj) / obj}
                          for a1, a2, dom, d, c1, c2, obj in rows])
 
 
@@ -82,6 +85,34 @@ def test_our_table_counts_and_judge_rules():
     md2 = _md([(a1, a2, dm, d, d, d, 0.1) for a1, a2, dm, d, *_ in rows])  # nobody ever wrong
     f2 = {x.id: x.verdict for x in ch4.judge(md2, me.iloc[:0])}
     assert f2["F4.2"] == "refuted" and f2["F4.8"] == "not yet run"
+
+
+def test_verdicts_left_open_by_the_time_limit_are_undecided():
+    """maxdiff at the trivial dual bound 2: a both-right witness may not be the optimum, so the
+    share of both-right digits and the fooled count are undecided (never refuted), with the number."""
+    from nnmiplib.study.verdicts import UNDECIDED
+
+    rows = [("800x2", "100x10", dm, d, d, d, 0.1) for dm in ("imgref_simple", "imgref_neighbours") for d in range(10)]
+    got = {x.id: x for x in ch4.judge(_md(rows, dual=2.0), pd.DataFrame())}
+    for fid in ("F4.1", "F4.2", "F4.4"):
+        assert got[fid].verdict == UNDECIDED, fid
+        assert "open at 30 s" in got[fid].limit
+    assert got["F4.2"].limit.startswith("10 of 10 neighbours-domain digits")
+    # the same rows proven optimal decide them
+    solved = {x.id: x.verdict for x in ch4.judge(_md(rows), pd.DataFrame())}
+    assert solved["F4.2"] == "refuted" and solved["F4.1"] == "partly" and solved["F4.4"] == "refuted"
+    # classes the LP logit-difference bounds force on the whole domain are the optimum's too
+    forced = _md(rows, dual=2.0).assign(forced=[[d, d] for d in [r[3] for r in rows]])
+    assert {x.id: x.verdict for x in ch4.judge(forced, pd.DataFrame())}["F4.2"] == "refuted"
+    # a settled row that fools a net is a fact: with every neighbours row fooled and settled, F4.2 holds
+    fooled = [("800x2", "100x10", "imgref_neighbours", d, 9 if d != 9 else 8, d, 1.99) for d in range(10)]
+    assert {x.id: x.verdict for x in ch4.judge(_md(fooled, dual=2.0), pd.DataFrame())}["F4.2"] == "confirmed"
+    # mineps: ε* findings rest on proven optima
+    me = pd.DataFrame([{"digit": d, "p": p, "status": "time_limit", "verified": True, "eps": 0.1 - 0.01 * p,
+                        "accuracy": 0.9, "time_limit": 20.0} for d in range(10) for p in ch4.PRUNE_LEVELS])
+    got = {x.id: x for x in ch4.judge(_md(rows), me)}
+    for fid in ("F4.6", "F4.7", "F4.8"):
+        assert got[fid].verdict == UNDECIDED and "0 of" in got[fid].limit and "at 20 s" in got[fid].limit
 
 
 def test_real_maxdiff_and_mineps_cells_are_sound():

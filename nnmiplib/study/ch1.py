@@ -43,6 +43,7 @@ __all__ = [
     "preset",
     "required_nets",
     "rounding_sweep",
+    "rounding_table",
     "table_2_1",
     "train_zoo",
     "zoo_nets",
@@ -276,6 +277,25 @@ def rounding_sweep(cfg: Preset, zoo: list[dict], progress: bool = False):
     df["acc_change"] = df["acc"] - df["digest"].map(base)
     atomic_write_bytes(path, df.to_csv(index=False).encode())
     return df
+
+
+def rounding_table(df):
+    """% of weights rounded to 0 per setting and ε, mean over the architectures that have the
+    setting (their count in the last column), and a caption saying what is averaged."""
+    tab = df.pivot_table(index="setting", columns="eps", values="frac_zeroed") * 100
+    tab.columns = [f"ε={e:g}" for e in tab.columns]
+    n_arch = df.groupby("setting")["arch"].nunique()
+    tab["architectures"] = n_arch.reindex(tab.index)
+    all_archs = df["arch"].nunique()
+    if (n_arch == all_archs).all():
+        caption = f"% of weights rounded to 0 (mean over the {all_archs} architectures)"
+    else:
+        few = sorted(n_arch[n_arch < all_archs].index)
+        archs = sorted(set(df[df.setting.isin(few)]["arch"]), key=lambda a: int(a.split("x")[1]))
+        caption = (f"% of weights rounded to 0, mean over the architectures that have the setting: all {all_archs} "
+                   f"for {', '.join(sorted(n_arch[n_arch == all_archs].index))}; only {' and '.join(archs)} for "
+                   f"{', '.join(few)} (the scale's subset of nets)")
+    return tab, caption
 
 
 def init_share(sizes, eps: float) -> float:
