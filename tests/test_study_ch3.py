@@ -109,6 +109,22 @@ def test_judge_follows_its_rules():
     f = {x.id: x for x in ch3.judge(bad, bdf.assign(time=1.0), "margin")}
     assert f["F3.1"].verdict == "refuted"
     assert f["F3.4"].verdict in ("partly", "refuted")
+    # open instances (gap > 1 %) that stopped at the 5 s limit: a longer limit could close them
+    opened = _synthetic({"naive": [math.inf] * 4, "lp": [math.inf] * 4, "milp": [math.inf] * 4,
+                         "milp+img": [math.inf] * 4, "crown+img": [0.0] * 4})
+    timed = opened.assign(status=np.where(np.isinf(opened.gap), "time_limit_feasible", "optimal"))
+    f = {x.id: x for x in ch3.judge(timed, bdf.assign(time=1.0), "margin", pv_time=5.0)}
+    assert f["F3.1"].verdict == "undecided at this scale"
+    assert f["F3.1"].limit.startswith("64 of 80 PV instances stopped at the 5 s limit")
+    # fewer than half open at the limit (32 of 80): the verdict stands
+    timed = bad.assign(status=np.where(np.isinf(bad.gap), "time_limit_feasible", "optimal"))
+    f = {x.id: x for x in ch3.judge(timed, bdf.assign(time=1.0), "margin", pv_time=5.0)}
+    assert f["F3.1"].verdict == "refuted" and not f["F3.1"].limit
+    # IP+img bound times at their limit: F3.3's spread is capped
+    capped = bdf.assign(time=[1e-3] * 4 + [1.0] * 4 + [0.1, 1, 10, 100] + [1.0, 10, 10, 9.5])
+    assert ch3.judge(good, capped, "margin")[2].verdict == "partly"
+    f = {x.id: x for x in ch3.judge(good, capped, "margin", img_time=10.0)}
+    assert f["F3.3"].verdict == "undecided at this scale" and f["F3.3"].limit.startswith("3 of 4 IP+img")
 
 
 def test_one_real_pv_instance_is_sound():

@@ -605,13 +605,28 @@ def share_at(df, gap: float, by: str = "bound") -> dict:
     return {k: 100.0 * float(np.mean(s.gap.to_numpy(float) <= gap + 1e-12)) for k, s in df.groupby(by)}
 
 
-def judge(df, bounds_df, form: str, relax_df=None) -> list:
+def _open_at_limit(df, gap: float = 0.01):
+    """Instances whose gap is above ``gap`` because the solve stopped at its time limit."""
+    st = df.status.astype(str) if "status" in df else None
+    if st is None:
+        return df.iloc[:0]
+    return df[(df.gap.astype(float) > gap + 1e-12) & ~st.isin(["optimal", "decided", "infeasible"])]
+
+
+def judge(df, bounds_df, form: str, relax_df=None, pv_time: float | None = None,
+          img_time: float | None = None) -> list:
     """F3.1–F3.4 judged by explicit rules on the measured gaps and times (SPEC §3).
 
     With ``relax_df`` (the extra root-relaxation grid) the median root-LP bound per bound
     type is quoted beside the gap numbers of F3.1, F3.2 and F3.4 (evidence, not the rule).
+    F3.1, F3.2 and F3.4 count instances by their final gap, which a longer limit can only
+    shrink: a verdict short of "confirmed" while at least half of the instances stopped at
+    the time limit above 1 % gap is "undecided at this scale" (the number of such
+    instances and the limit ``pv_time`` named). F3.3 is undecided likewise when it falls
+    short and at least half of the IP+img bound runs used ≥ 90 % of ``img_time`` (their
+    times are then capped, their spread compressed).
     """
-    from .verdicts import THESIS_FINDINGS, Finding
+    from .verdicts import THESIS_FINDINGS, UNDECIDED, Finding
 
     extra = ""
     if relax_df is not None and len(relax_df):
@@ -619,10 +634,24 @@ def judge(df, bounds_df, form: str, relax_df=None) -> list:
         extra = "; median root-LP margin bound " + ", ".join(
             f"{LABELS[b]} {med[b]:.3g}" for b in BOUND_TYPES if b in med.index)
 
-    def f(fid, ours, verdict, rule):
+    lim_txt = f"{pv_time:g} s" if pv_time else "its limit"
+    open_ = _open_at_limit(df) if not df.empty else df
+    n_open, n_all = len(open_), len(df)
+    gap_limit = (f"{n_open} of {n_all} PV instances stopped at the {lim_txt} limit with a gap above 1 %: a longer "
+                 "limit can only close gaps") if n_all and n_open >= 0.5 * n_all else ""
+    undecided_rule = "; undecided at this scale when short of confirmed while ≥ half the instances stopped at the " \
+                     "time limit above 1 % gap"
+
+    def f(fid, ours, verdict, rule, limit_why=None):
         claim, thesis = THESIS_FINDINGS[fid]
         tail = extra if fid in ("F3.1", "F3.2", "F3.4") else ""
-        return Finding(fid, claim, thesis, ours + tail + f" [PV form: {form}]", verdict, rule)
+        why = gap_limit if limit_why is None else limit_why
+        if verdict in ("partly", "refuted") and why:
+            verdict = UNDECIDED
+        else:
+            why = ""
+        return Finding(fid, claim, thesis, ours + tail + f" [PV form: {form}]", verdict,
+                       rule + (undecided_rule if limit_why is None else ""), limit=why)
 
     if df.empty or bounds_df.empty:
         return [Finding(fid, *THESIS_FINDINGS[fid], "no PV instance finished at this scale", "not yet run")
@@ -658,13 +687,18 @@ def judge(df, bounds_df, form: str, relax_df=None) -> list:
     spread = {b: float(np.log10(np.maximum(s.time, 1e-4)).std()) for b, s in t.groupby("bound") if len(s) > 1}
     rng_ = {b: (float(s.time.min()), float(s.time.max())) for b, s in t.groupby("bound")}
     ip = spread.get("milp+img", float("nan"))
+    ipt = t[t.bound == "milp+img"]
+    n_cap = int((ipt.time >= 0.9 * img_time).sum()) if img_time else 0
+    ip_limit = (f"{n_cap} of {len(ipt)} IP+img bound runs used ≥ 90 % of their {img_time:g} s limit: their times "
+                "are capped" if len(ipt) and n_cap >= 0.5 * len(ipt) else "")
     rank = sorted(spread, key=spread.get, reverse=True)
     lo_, hi_ = rng_.get("milp+img", (float("nan"),) * 2)
     out.append(f("F3.3", f"IP+img bound times {lo_:.2g}–{hi_:.2g} s, std of log10 time {ip:.2f} "
                          f"(rank {rank.index('milp+img') + 1 if 'milp+img' in rank else '—'} of {len(rank)} types)",
                  "confirmed" if rank[:1] == ["milp+img"] else "partly" if "milp+img" in rank[:2] else "refuted",
                  "spread = std of log10(bound time) over instances; confirmed if IP+img has the largest, "
-                 "partly if second"))
+                 "partly if second; undecided at this scale when short of that while ≥ half the IP+img runs "
+                 "stopped at their limit", limit_why=ip_limit))
     # F3.4
     med = {b: float(s.time.median()) for b, s in t.groupby("bound")}
     best5 = max(s5.values()) if s5 else float("nan")
@@ -691,4 +725,6 @@ def placeholder(text: str, size=(6.0, 1.6)):
 
 def findings_markdown(findings) -> str:
     """One prose line per verdict, with the numbers and the rule."""
-    return "\n".join(f"- **{f.id}** — *{f.verdict}*: {f.ours}. (Rule: {f.rule}.)" for f in findings)
+    from .verdicts import verdict_text
+
+    return "\n".join(f"- **{f.id}** — *{verdict_text(f)}*: {f.ours}. (Rule: {f.rule}.)" for f in findings)
