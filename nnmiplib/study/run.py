@@ -28,7 +28,7 @@ from .common import SCALES
 
 __all__ = ["CHAPTERS", "add_parser", "load_hook", "resolve_chapters", "run_command"]
 
-CHAPTERS = (1, 2, 3, 4)
+CHAPTERS = (1, 2, 3, 4, 5)
 _EPILOG = """\
 examples:
   nnmiplib run 2 --scale quick --n-jobs 2
@@ -50,7 +50,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Compute a chapter's experiment grids into the cache, without a notebook;\n"
                     "the chapter's notebook then renders from the cache.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG)
-    p.add_argument("chapter", help="1..4, ch2, 02_bounds, or all")
+    p.add_argument("chapter", help="1..5, ch2, 02_bounds, or all")
     p.add_argument("--scale", choices=SCALES, default="quick",
                    help="smoke (seconds), quick (default), paper (the thesis's full matrix)")
     p.add_argument("--n-jobs", type=int, default=1, metavar="N",
@@ -68,7 +68,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def resolve_chapters(spec: str) -> list[int]:
-    """``"1"``, ``"ch1"``, ``"01_training_and_rounding"`` → ``[1]``; ``"all"`` → 1..4."""
+    """``"1"``, ``"ch1"``, ``"01_training_and_rounding"`` → ``[1]``; ``"all"`` → 1..5."""
     s = str(spec).strip().lower()
     if s == "all":
         return list(CHAPTERS)
