@@ -290,7 +290,7 @@ def test_cli_resolves_chapters_and_hooks(monkeypatch, capsys):
     assert cli_run.resolve_chapters("2") == cli_run.resolve_chapters("ch2") == [2]
     assert cli_run.resolve_chapters("01_training_and_rounding") == [1]
     assert cli_run.resolve_chapters("03_verification.ipynb") == [3]
-    assert cli_run.resolve_chapters("all") == [1, 2, 3, 4]
+    assert cli_run.resolve_chapters("all") == [1, 2, 3, 4, 5]
     for bad in ("7", "chapter2", ""):
         with pytest.raises(ValueError, match="unknown chapter"):
             cli_run.resolve_chapters(bad)
