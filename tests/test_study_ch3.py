@@ -123,6 +123,7 @@ def test_judge_follows_its_rules():
     # IP+img bound times at their limit: F3.3's spread is capped
     capped = bdf.assign(time=[1e-3] * 4 + [1.0] * 4 + [0.1, 1, 10, 100] + [1.0, 10, 10, 9.5])
     assert ch3.judge(good, capped, "margin")[2].verdict == "partly"
+    capped["capped"] = [None] * 12 + [False, True, True, True]
     f = {x.id: x for x in ch3.judge(good, capped, "margin", img_time=10.0)}
     assert f["F3.3"].verdict == "undecided at this scale" and f["F3.3"].limit.startswith("3 of 4 IP+img")
 
