@@ -221,3 +221,36 @@ def test_affine_network_is_solved_exactly():
     best = (net.forward(g) @ C.T + d).min(1).max()
     r = solve(net, lo, hi, C, d, lower=[], upper=[], groups=[0, 0], time_limit=10)
     assert best - 1e-9 <= r.dual_bound <= best + 1e-2 and r.value >= best - 1e-2
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_neuron_bounds_contain_every_point_and_match_the_milp(seed):
+    """Single-neuron bounds by the search: sound against a fine grid, inside the given
+    constants, and equal to the Big-M MILP's optimum (HiGHS) when the search finishes."""
+    from nnmiplib.bab import neuron_bounds
+    from nnmiplib.bounds import compute_bounds
+
+    net = rnet([2, 8, 8, 4], seed)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    pre = net.preactivations(grid2(201))
+    milp = compute_bounds(net, dom, method="milp", time_limit=60, n_jobs=1, progress=False)
+    for layer in (1, 2):
+        r = neuron_bounds(net, dom.lo, dom.hi, b.lower, b.upper, layer, time_limit=10)
+        got = pre[layer][:, r["neurons"]]
+        assert np.all(r["lower"] <= got.min(0) + 1e-9) and np.all(r["upper"] >= got.max(0) - 1e-9)
+        assert np.all(r["upper"] <= b.upper[layer] + 1e-9) and np.all(r["lower"] >= b.lower[layer] - 1e-9)
+        assert np.all(r["best_upper"] <= r["upper"] + 1e-9) and np.all(r["best_lower"] >= r["lower"] - 1e-9)
+        if layer == 1:  # the constants (layer 0's interval bounds) are exact: both solve the same MILP
+            compared = 0
+            for k, (lo_st, up_st) in enumerate(r["status"]):
+                for st, side, mine, theirs in ((up_st, 1, r["upper"][k], milp.upper[1][k]),
+                                               (lo_st, 0, r["lower"][k], milp.lower[1][k])):
+                    if st == "optimal" and str(milp.source[1][k]).split("/")[-1 if side else 0] == "milp":
+                        assert abs(mine - theirs) <= 2e-4 * (1 + abs(theirs)), (k, mine, theirs)
+                        compared += 1
+            assert compared >= 8
+    with pytest.raises(ValueError, match="layer must lie"):
+        neuron_bounds(net, dom.lo, dom.hi, b.lower, b.upper, 5)
+    with pytest.raises(ValueError, match="neurons must lie"):
+        neuron_bounds(net, dom.lo, dom.hi, b.lower, b.upper, 1, neurons=[8])

@@ -5,9 +5,11 @@
   projected Adam; sound in float64 with the cheap bounds' outward widening;
 - :mod:`~nnmiplib.bab.search` — the anytime search: filtered look-ahead branching,
   gradient-ascent incumbents re-checked in float64, exact LPs at leaves, a chunked
-  best-first queue bounded in memory.
+  best-first queue bounded in memory;
+- :mod:`~nnmiplib.bab.neurons` — single-neuron bounds (the Bounder's MILPs) by the search.
 """
 
+from .neurons import neuron_bounds
 from .search import BabResult, GroupObjective, SoftmaxL1Objective, group_value, solve
 
-__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]
+__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "neuron_bounds", "solve"]
