@@ -351,3 +351,32 @@ def test_branch_and_bound_stage_decides_what_the_lp_cannot(tmp_path, seed):
                 x = np.asarray(res.values["X"], dtype=np.float64).ravel()
                 assert float(net.forward(x) @ c) >= thr
     assert any("branch and bound: refuted" in s for s in stages)  # the LP left it open; the search closed it
+
+
+def test_exact_stage_gives_the_time_left_to_disjuncts_cut_short(tmp_path, monkeypatch):
+    """A disjunct whose share of the time ran out is searched again with what the others left,
+    and the answer follows that second search; without a deadline nothing is repeated."""
+    from nnmiplib.vnnlib import engine
+
+    net = _net(0)
+    loaded = {"f": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}
+    n32 = _f32(net)
+    X, h = _grid()
+    c = np.array([1.0, -1.0, 0.0])
+    thr = float((n32.forward(X) @ c).max() + _lipschitz(n32, c).sum() * h / 2 + 0.02)  # unsat
+    calls = []
+
+    def fake(prob, dj, *, time_limit, seed):
+        calls.append(time_limit)
+        return ("timeout", None, "cut") if len(calls) == 1 else ("refuted", None, "second search")
+
+    monkeypatch.setattr(engine, "_bab_disjunct", fake)
+    monkeypatch.setattr(engine, "_refuted_by_range", lambda *a: False)
+    monkeypatch.setattr(engine, "_solve_disjunct", lambda *a, **k: ("open", None, "lp"))
+    res = verify(parse_query(_v2_single(thr)), loaded, timeout=30, engine="bab")
+    assert res.status == "unsat" and len(calls) == 2, res.log
+    assert any("again on the 1 disjuncts cut short" in line for line in res.log)
+    calls.clear()
+    monkeypatch.setattr(engine, "_bab_disjunct", lambda *a, **k: (calls.append(1), ("timeout", None, "cut"))[1])
+    res = verify(parse_query(_v2_single(thr)), loaded, timeout=10, engine="bab")
+    assert res.status in ("timed-out", "unknown") and len(calls) == 1 + engine.MAX_RETRIES

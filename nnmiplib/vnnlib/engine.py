@@ -24,6 +24,10 @@ __all__ = ["TIGHTEN_ABOVE", "VerifyResult", "verify", "with_inputs"]
 
 #: LP bound tightening (Algorithm 3) runs before a MILP only above this many unstable neurons.
 TIGHTEN_ABOVE = 100
+#: the exact stage runs again on disjuncts their share of the time cut short while more than
+#: this many seconds are left, at most MAX_RETRIES times (a search restarts from its root)
+RETRY_ABOVE = 2.0
+MAX_RETRIES = 2
 
 
 @dataclass
@@ -351,9 +355,12 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
             return _finish(res, "sat", t0)
         if dl.over():
             return _finish(res, "timed-out", t0)
-    # -- stage 3: LP relaxation, stage 4: MILP
-    for stage in ("lp", "milp") if use_milp else ("lp",):
-        still = []
+    # -- stage 3: LP relaxation, stage 4: MILP (again on the disjuncts its share of the time cut
+    # short, while time is left: a disjunct closed early leaves its share to the others)
+    stages, retries = (["lp", "milp"] if use_milp else ["lp"]), 0
+    while stages:
+        stage = stages.pop(0)
+        still, cut = [], []
         for i, dj in enumerate(open_):
             if dl.over():
                 return _finish(res, "timed-out", t0)
@@ -371,6 +378,8 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
                                                   time_limit=budget, solver=solver)
                 stage_name = stage
             log.append(f"disjunct {dj.index}, {stage_name}: {verdict} ({why})")
+            if verdict == "timeout":
+                cut.append(dj)
             if verdict == "refuted":
                 dj.status, dj.how = "refuted", f"{stage_name}: {why}"
                 continue
@@ -382,6 +391,11 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
                     return _finish(res, "sat", t0)
             still.append(dj)
         log.append(f"{stage}: {len(open_) - len(still)} more disjuncts refuted, {len(still)} open")
+        if (stage == "milp" and cut and len(cut) == len(still) and dl.end is not None
+                and dl.left() > RETRY_ABOVE and retries < MAX_RETRIES):
+            retries += 1
+            stages.append("milp")  # every open disjunct was cut by its share: the time left goes to them
+            log.append(f"milp: {dl.left():.1f} s left, again on the {len(cut)} disjuncts cut short")
         open_ = still
     if not open_:
         return _finish(res, "unsat", t0)
