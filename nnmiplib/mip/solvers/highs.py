@@ -117,7 +117,7 @@ class HighsBackend(Backend):
         self.h.changeColsBounds(idx.size, idx.astype(np.int32), lo, hi)
 
     def _confirm_infeasible(self, ms):
-        """Re-run without presolve before calling a model infeasible.
+        """Re-run without presolve before calling a model infeasible (or giving up on a solve error).
 
         highspy 1.16's presolve has declared feasible Big-M models infeasible when their
         bounds are tight (a forward pass satisfied every row to 3e-15); callers take
@@ -184,6 +184,11 @@ class HighsBackend(Backend):
             h.run()
             ms = h.getModelStatus()
         if ms in (MS.kInfeasible, MS.kUnboundedOrInfeasible):
+            ms = self._confirm_infeasible(ms)
+        elif ms == MS.kSolveError:
+            # highspy 1.16 has ended a small feasible Big-M MIP (a Bounder solve) in "Solve
+            # error"; the same model without presolve solved: retry once that way
+            log.info("HiGHS: solve error; running again without presolve")
             ms = self._confirm_infeasible(ms)
         status = {
             MS.kOptimal: Status.OPTIMAL,
