@@ -24,8 +24,10 @@ from .core import (
 )
 from .pairs import (
     add_pair_difference,
+    check_difference,
     difference_summary,
     logit_change_model,
+    max_abs_change,
     pair_difference,
     report_difference,
 )
@@ -74,7 +76,7 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
         raise ValueError(f"form must be 'softmax' or 'logits' (alias 'margin'), got {form!r}")
     if form != "softmax" and net1.n_outputs != net2.n_outputs:
         raise ValueError("the logits form needs the same number of classes in both networks")
-    _check_difference(difference, report, nets)
+    check_difference(difference, nets, report=report)
     if difference and form == "softmax":
         raise ValueError("difference=True: the softmax form's relaxation does not take the difference rows; "
                          "use form='logits' (or difference=None)")
@@ -101,30 +103,12 @@ def maxdiff(net1: Network, net2: Network, domain: Box, *, form: str = "softmax",
     # d_k = a1_k − a2_k; w ≤ σ_k d_k-type selection: w ≤ s·d_k + M(1 − y_ks) over (k, sign)
     model, w, fill = logit_change_model(nets, domain, bds, db)
 
-    def fobj(logits):
-        d = logits[0] - logits[1]
-        k = np.argmax(np.abs(d), axis=1)
-        r = np.arange(len(d))
-        g = np.zeros_like(d)
-        g[r, k] = np.sign(d[r, k])
-        return np.abs(d[r, k]), [g, -g]
-
-    res = solve_linear(res, nets, domain, model, fill, w, fobj, None, time_limit, solver, attack, rng, t1)
+    res = solve_linear(res, nets, domain, model, fill, w, max_abs_change, None, time_limit, solver, attack, rng, t1)
     if db is not None and report:
         report_difference(res, lambda f: logit_change_model(nets, domain, bds, db if f else None)[0], solver,
                           time_limit, t1)
     res.time = time.perf_counter() - t0
     return res
-
-
-def _check_difference(difference, report, nets) -> None:
-    if difference is not None and not isinstance(difference, (bool, np.bool_)):
-        raise ValueError(f"difference must be True, False or None (automatic), got {difference!r}")
-    if not isinstance(report, (bool, np.bool_)):
-        raise ValueError(f"report must be True or False, got {report!r}")
-    if difference and nets[0].layer_sizes != nets[1].layer_sizes:
-        raise ValueError(f"difference=True needs networks of one shape ({nets[0].layer_sizes} vs "
-                         f"{nets[1].layer_sizes})")
 
 
 # -------------------------------------------------------------------------- maxout
@@ -167,7 +151,7 @@ def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: flo
     nets = [net1, net2]
     check_nets(nets, domain)
     c1, c2 = check_class(c1, net1.n_outputs, "c1"), check_class(c2, net2.n_outputs, "c2")
-    _check_difference(difference, report, nets)
+    check_difference(difference, nets, report=report)
     if not isinstance(hidden, (bool, np.bool_)):
         raise ValueError(f"hidden must be True or False, got {hidden!r}")
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)

@@ -50,11 +50,14 @@ from .result import DOMAIN_TOL, Result, relative_gap
 
 __all__ = [
     "add_pair_difference",
+    "check_difference",
     "class_margin_bounds",
     "difference_summary",
     "disagreement",
     "logit_change_model",
+    "max_abs_change",
     "max_logit_change",
+    "pair_bounds",
     "pair_difference",
     "report_difference",
     "segment_search",
@@ -81,6 +84,28 @@ def pair_difference(nets, domain: Box, bds, difference) -> DifferenceBounds | No
                              f"({nets[0].layer_sizes} vs {nets[1].layer_sizes})")
         return None
     return difference_bounds(nets[0], nets[1], domain, bounds=tuple(bds))
+
+
+def check_difference(difference, nets, **flags) -> None:
+    """A pair query's argument checks, before any work: ``difference`` is True, False or None,
+    every flag in ``flags`` is a bool, and ``difference=True`` has two networks of one shape."""
+    if difference is not None and not isinstance(difference, (bool, np.bool_)):
+        raise ValueError(f"difference must be True, False or None (automatic), got {difference!r}")
+    for name, v in flags.items():
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {v!r}")
+    if difference and nets[0].layer_sizes != nets[1].layer_sizes:
+        raise ValueError(f"difference=True needs networks of one shape ({nets[0].layer_sizes} vs "
+                         f"{nets[1].layer_sizes})")
+
+
+def pair_bounds(nets, domain: Box, bounds, bounds_method: str, difference):
+    """``(bounds, seconds, difference bounds or None, seconds)``: each network's bounds
+    (:func:`~nnmiplib.queries.core.get_bounds`), then :func:`pair_difference` from them."""
+    bds, tb = get_bounds(nets, domain, bounds, bounds_method)
+    t = time.perf_counter()
+    db = pair_difference(nets, domain, bds, difference)
+    return bds, tb, db, time.perf_counter() - t
 
 
 def add_pair_difference(model, db: DifferenceBounds, hidden: bool = False) -> DiffVars:
@@ -197,7 +222,8 @@ def logit_change_model(nets, domain: Box, bds, db: DifferenceBounds | None = Non
     return model, w, fill
 
 
-def _obj_max_abs(logits):
+def max_abs_change(logits):
+    """``max_k |a¹_k − a²_k|`` per row of a logit pair and its gradient (the attacks' objective)."""
     d = logits[0] - logits[1]
     k = np.argmax(np.abs(d), axis=1)
     r = np.arange(len(d))
@@ -252,24 +278,19 @@ def max_logit_change(original: Network, pruned: Network, domain: Box, *, bounds=
                                        bounds_method=bounds_method, attack=attack, rng=rng)
     nets = [original, pruned]
     check_nets(nets, domain)
-    _check_flags(hidden=hidden, report=report)
+    check_difference(None, nets, hidden=hidden, report=report)
     if original.n_outputs != pruned.n_outputs:
         raise ValueError(f"the networks have {original.n_outputs} and {pruned.n_outputs} classes; "
                          "max_logit_change compares logits one to one")
-    if difference and original.layer_sizes != pruned.layer_sizes:
-        raise ValueError(f"difference=True needs networks of one shape ({original.layer_sizes} vs "
-                         f"{pruned.layer_sizes})")
-    bds, tb = get_bounds(nets, domain, bounds, bounds_method)
-    t = time.perf_counter()
-    db = pair_difference(nets, domain, bds, difference)
-    td = time.perf_counter() - t
+    check_difference(difference, nets)
+    bds, tb, db, td = pair_bounds(nets, domain, bounds, bounds_method, difference)
     t1 = time.perf_counter()  # the time limit starts after the bounds
     res = Result("max-logit-change", "max", solver=solver)
     res.extra.update(bounds_time=tb, difference=db is not None, difference_time=td, hidden=bool(hidden))
     if db is not None:
         res.extra["difference_bounds"] = difference_summary(db)
     model, w, fill = logit_change_model(nets, domain, bds, db, hidden)
-    res = solve_linear(res, nets, domain, model, fill, w, _obj_max_abs, None, time_limit, solver, attack, rng, t1)
+    res = solve_linear(res, nets, domain, model, fill, w, max_abs_change, None, time_limit, solver, attack, rng, t1)
     if db is not None:
         vb = float(max(np.max(np.abs(db.lower[-1])), np.max(np.abs(db.upper[-1]))))
         if res.dual_bound is None or not np.isfinite(res.dual_bound) or res.dual_bound > vb:
@@ -281,12 +302,6 @@ def max_logit_change(original: Network, pruned: Network, domain: Box, *, bounds=
                               solver, time_limit, t1)
     res.time = time.perf_counter() - t0
     return res
-
-
-def _check_flags(**flags) -> None:
-    for name, v in flags.items():
-        if not isinstance(v, (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False, got {v!r}")
 
 
 # ------------------------------------------------------------------ top1_equivalent
@@ -490,7 +505,7 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
                                        bounds_method=bounds_method, attack=attack, rng=rng, margin=margin)
     nets = [original, pruned]
     check_nets(nets, domain)
-    _check_flags(hidden=hidden)
+    check_difference(None, nets, hidden=hidden)
     if engine not in ("auto", "mip"):
         raise ValueError(f"engine must be 'auto' or 'mip', got {engine!r}")
     K = original.n_outputs
@@ -499,13 +514,8 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
                          "class decisions one to one")
     if K < 2:
         raise ValueError("top-1 equivalence needs at least two classes")
-    if difference and original.layer_sizes != pruned.layer_sizes:
-        raise ValueError(f"difference=True needs networks of one shape ({original.layer_sizes} vs "
-                         f"{pruned.layer_sizes})")
-    bds, tb = get_bounds(nets, domain, bounds, bounds_method)
-    t = time.perf_counter()
-    db = pair_difference(nets, domain, bds, difference)
-    td = time.perf_counter() - t
+    check_difference(difference, nets)
+    bds, tb, db, td = pair_bounds(nets, domain, bounds, bounds_method, difference)
     t1 = time.perf_counter()  # the time limit starts after the bounds
     deadline = None if time_limit is None else t1 + time_limit
     tau = 2.0 * float(margin)
