@@ -20,13 +20,32 @@ from ..domains import Box
 from ..network import Network
 from ..paths import atomic_write_bytes
 
-__all__ = ["FORMAT_VERSION", "Bounds", "join_sources", "source_side"]
+__all__ = ["FORMAT_VERSION", "Bounds", "LayerBoxes", "join_sources", "source_side"]
 
 FORMAT_VERSION = 1
 
 
+class LayerBoxes:
+    """Shape queries of per-layer ``lower``/``upper`` arrays (:class:`Bounds`, the difference bounds)."""
+
+    lower: list
+    upper: list
+
+    @property
+    def n_layers(self) -> int:
+        """Number of affine layers, L + 1 (the last one gives the logits)."""
+        return len(self.lower)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.lower)
+
+    def width(self, l: int) -> np.ndarray:
+        return self.upper[l] - self.lower[l]
+
+
 @dataclass
-class Bounds:
+class Bounds(LayerBoxes):
     """Pre-activation bounds of every affine layer l = 0..L (last = logits).
 
     Attributes
@@ -69,15 +88,6 @@ class Bounds:
                 raise ValueError(f"Bounds layer {l}, neuron {j}: lower {lo[j]!r} > upper {hi[j]!r}")
 
     # ------------------------------------------------------------ queries
-    @property
-    def n_layers(self) -> int:
-        """Number of affine layers, L + 1 (the last one gives the logits)."""
-        return len(self.lower)
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return tuple(a.size for a in self.lower)
-
     def stable_active(self, l: int) -> np.ndarray:
         """Neurons with lower ≥ 0 (the ReLU is the identity on the domain)."""
         return self.lower[l] >= 0
@@ -102,9 +112,6 @@ class Bounds:
         c = self.stable_counts()
         n = sum(r["n"] for r in c)
         return (sum(r["active"] + r["inactive"] for r in c) / n) if n else float("nan")
-
-    def width(self, l: int) -> np.ndarray:
-        return self.upper[l] - self.lower[l]
 
     def big_m(self, l: int) -> tuple[np.ndarray, np.ndarray]:
         """(H, H̄) = (max(0, upper), max(0, −lower)), the constants of (1.3–1.4)."""

@@ -107,7 +107,7 @@ import numpy as np
 from ..domains import Box, box
 from ..network import Network
 from .alpha import alpha_bounds
-from .base import Bounds
+from .base import Bounds, LayerBoxes
 from .cheap import MARGIN, SLOPE_RULES, backsub_upper, relu_relaxation, widen
 from .compute import crown_bounds
 
@@ -408,7 +408,7 @@ def difference_arrays(weights1, biases1, weights2, biases2, lo, hi, lowers1, upp
 
 # ------------------------------------------------------------------ the result type
 @dataclass
-class DifferenceBounds:
+class DifferenceBounds(LayerBoxes):
     """Bounds on the difference of two networks of one shape on one input box.
 
     Attributes
@@ -439,17 +439,6 @@ class DifferenceBounds:
     stats: dict = field(default_factory=dict)
     _state: tuple | None = field(default=None, repr=False)
     _lohi: tuple | None = field(default=None, repr=False)
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.lower)
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        return tuple(a.size for a in self.lower)
-
-    def width(self, l: int) -> np.ndarray:
-        return self.upper[l] - self.lower[l]
 
     def interval_width(self, l: int) -> np.ndarray:
         """Width of the interval difference ``[l¹ − u², u¹ − l²]`` of the separate bounds."""
