@@ -12,8 +12,14 @@ import numpy as np
 from ..domains import Box
 from ..network import Network
 from . import attacks as atk
-from .core import add_rows, check_nets, check_query_arguments, get_bounds, solve_linear
-from .pairs import add_pair_difference, difference_summary, pair_difference, report_difference
+from .core import add_rows, check_nets, check_query_arguments, solve_linear
+from .pairs import (
+    add_pair_difference,
+    check_difference,
+    difference_summary,
+    pair_bounds,
+    report_difference,
+)
 from .result import Result, relative_gap
 
 __all__ = ['flip_count', 'maxflip']
@@ -76,12 +82,8 @@ def maxflip(net1: Network, net2: Network, domain: Box, *, bounds=None, time_limi
     if net1.layer_sizes != net2.layer_sizes:
         raise ValueError(f"maxflip compares neurons one to one: architectures differ "
                          f"({net1.layer_sizes} vs {net2.layer_sizes})")
-    if not isinstance(report, (bool, np.bool_)):
-        raise ValueError(f"report must be True or False, got {report!r}")
-    bds, tb = get_bounds(nets, domain, bounds, bounds_method)
-    t = time.perf_counter()
-    db = pair_difference(nets, domain, bds, difference)
-    td = time.perf_counter() - t
+    check_difference(difference, nets, report=report)
+    bds, tb, db, td = pair_bounds(nets, domain, bounds, bounds_method, difference)
 
     t1 = time.perf_counter()  # the time limit starts after the bounds
     res = Result("maxflip", "max", solver=solver)

@@ -19,13 +19,18 @@ from .core import (
     check_nets,
     check_query_arguments,
     check_x0,
-    get_bounds,
     logit_cols,
     lp_objective_bound,
     solve_linear,
     widen_dual,
 )
-from .pairs import add_pair_difference, difference_summary, pair_difference, report_difference
+from .pairs import (
+    add_pair_difference,
+    check_difference,
+    difference_summary,
+    pair_bounds,
+    report_difference,
+)
 from .result import DOMAIN_TOL, Result, relative_gap
 
 __all__ = ['mineps']
@@ -92,13 +97,8 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
     if c0 != label:
         raise ValueError(f"the original network answers {c0} at x0, not the label {label}; "
                          "mineps needs N₁(x₀) = C₀ (SPEC §4)")
-    for name, v in (("hidden", hidden), ("report", report)):
-        if not isinstance(v, (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False, got {v!r}")
-    bds, tb = get_bounds(nets, domain, bounds, bounds_method)
-    t = time.perf_counter()
-    db = pair_difference(nets, domain, bds, difference)
-    td = time.perf_counter() - t
+    check_difference(None, nets, hidden=hidden, report=report)
+    bds, tb, db, td = pair_bounds(nets, domain, bounds, bounds_method, difference)
     t1 = time.perf_counter()  # the time limit starts after the bounds
     from ..mip.encode import encode, fill_difference
 
