@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,29 @@ def test_bounds_rejects_crossed_or_nan():
         Bounds([np.array([1.0])], [np.array([0.0])], [np.array(["x"])], [np.zeros(1)], "x", "d", unit_box(1))
     with pytest.raises(ValueError, match="NaN"):
         Bounds([np.array([np.nan])], [np.array([0.0])], [np.array(["x"])], [np.zeros(1)], "x", "d", unit_box(1))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_crown_on_unstable_neurons_only_is_sound_and_no_looser_where_it_matters(seed):
+    """``unstable_only``: sound on samples; every neuron the full CROWN leaves unstable and every
+    logit is bounded at least as tightly; a neuron the full CROWN proves stable stays so."""
+    rng = np.random.default_rng(seed)
+    sizes = [6, 30, 30, 30, 4]
+    W = [rng.normal(size=(o, i)) / np.sqrt(i) * 1.5 for i, o in itertools.pairwise(sizes)]
+    net = nm.Network(W, [rng.normal(size=o) * 0.5 for o in sizes[1:]])
+    x0 = rng.random(6)
+    dom = box(x0 - 0.1, x0 + 0.1)
+    full, quick = crown_bounds(net, dom), crown_bounds(net, dom, unstable_only=True)
+    P = net.preactivations(np.vstack([dom.sample(5000, rng), dom.vertices()]))
+    for l, p in enumerate(P):
+        assert np.all(p >= quick.lower[l]) and np.all(p <= quick.upper[l])
+        tol = 1e-9 * (1 + np.abs(full.lower[l]) + np.abs(full.upper[l]))
+        key = np.ones(p.shape[1], bool) if l == len(P) - 1 else (full.lower[l] < 0) & (full.upper[l] > 0)
+        assert np.all(quick.lower[l][key] >= full.lower[l][key] - tol[key])
+        assert np.all(quick.upper[l][key] <= full.upper[l][key] + tol[key])
+        if l < len(P) - 1:
+            assert np.all(quick.lower[l][full.lower[l] >= 0] >= 0)
+            assert np.all(quick.upper[l][full.upper[l] <= 0] <= 0)
+    assert quick.stats["unstable_only"] is True
+    with pytest.raises(ValueError, match="unstable_only"):
+        crown_bounds(net, dom, unstable_only="yes")

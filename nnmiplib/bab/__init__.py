@@ -6,10 +6,13 @@
 - :mod:`~nnmiplib.bab.search` — the anytime search: filtered look-ahead branching,
   gradient-ascent incumbents re-checked in float64, exact LPs at leaves, a chunked
   best-first queue bounded in memory;
-- :mod:`~nnmiplib.bab.neurons` — single-neuron bounds (the Bounder's MILPs) by the search.
+- :mod:`~nnmiplib.bab.neurons` — single-neuron bounds (the Bounder's MILPs) by the search;
+- :mod:`~nnmiplib.bab.pair` — the search over a network and its copy stacked into one, each
+  neuron's bounds linked to its copy's by the difference bounds.
 """
 
 from .neurons import neuron_bounds
+from .pair import solve_pair, stack
 from .search import BabResult, GroupObjective, SoftmaxL1Objective, group_value, solve
 
-__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "neuron_bounds", "solve"]
+__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "neuron_bounds", "solve", "solve_pair", "stack"]

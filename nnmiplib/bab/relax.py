@@ -37,7 +37,7 @@ import numpy as np
 
 from ..bounds.cheap import MARGIN
 
-__all__ = ["Layers", "NodeBatch", "bound", "optimise", "phase_relaxation"]
+__all__ = ["Layers", "NodeBatch", "bound", "imply", "optimise", "phase_relaxation"]
 
 
 @dataclass
@@ -107,6 +107,26 @@ class Layers:
         x_reduced = np.atleast_2d(np.asarray(x_reduced, dtype=np.float64))
         out = np.repeat(self.x_fixed[None], len(x_reduced), axis=0)
         out[:, self.in_free] = x_reduced
+        return out
+
+    def reduce_links(self, links) -> list:
+        """Links between neurons (see :func:`imply`) from the full network's indices to the
+        reduced layers': per hidden layer ``k`` ``(i, j, dl, du)`` with ``dl ≤ a_i − a_j ≤ du``
+        on the whole box. Pairs with a neuron :meth:`build` removed are left out."""
+        import torch
+
+        out = []
+        for k, link in enumerate(links):
+            if link is None:
+                out.append(None)
+                continue
+            i, j, dl, du = (np.asarray(v) for v in link)
+            kp = self.keep[k]
+            pos = np.cumsum(kp) - 1
+            ok = kp[i] & kp[j]
+            out.append((torch.as_tensor(pos[i[ok]]), torch.as_tensor(pos[j[ok]]),
+                        torch.as_tensor(np.asarray(dl[ok], dtype=np.float64)),
+                        torch.as_tensor(np.asarray(du[ok], dtype=np.float64))) if ok.any() else None)
         return out
 
     def full_split(self, split_row: list) -> list[np.ndarray]:
@@ -310,6 +330,43 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
                 b.clamp_(min=0.0)
     done = NodeBatch(nodes.split, [a.detach() for a in alpha], [b.detach() for b in beta], nodes.lower, nodes.upper)
     return ub, done
+
+
+def imply(layers: Layers, nodes: NodeBatch, links: list) -> tuple[NodeBatch, object]:
+    r"""Tighten each node's bounds of linked neurons from each other's (the phase decisions
+    included).
+
+    ``links[k]`` (reduced indices, :meth:`Layers.reduce_links`) pairs neurons ``i`` and ``j``
+    of hidden layer ``k`` with ``dl ≤ a_i − a_j ≤ du`` on the whole box — for a network and
+    its pruned copy stacked into one (:mod:`nnmiplib.bab.pair`), a neuron and its copy with
+    the difference bounds. On a node where ``a_i ∈ [l_i, u_i]`` (clipped by its decisions),
+    ``a_j = a_i − (a_i − a_j) ∈ [l_i − du, u_i − dl]``, and the other way round; the new
+    bounds are widened outward like every bound here. Deciding a neuron's phase then often
+    decides its copy's. A node whose bounds cross is empty.
+
+    Returns ``(nodes with their own bounds, empty)`` with ``empty`` a bool ``(N,)``.
+    """
+    import torch
+
+    nodes = nodes.with_bounds(layers)
+    lowers, uppers = [x.clone() for x in nodes.lower], [x.clone() for x in nodes.upper]
+    empty = torch.zeros(nodes.n, dtype=torch.bool)
+    pad = lambda v: MARGIN * (1.0 + v.abs())
+    for k, link in enumerate(links):
+        if link is None:
+            continue
+        i, j, dl, du = link
+        l, u, *_ = phase_relaxation(lowers[k], uppers[k], nodes.split[k])
+        jl, ju = l[:, i] - du, u[:, i] - dl  # a_j = a_i − δ
+        il, iu = l[:, j] + dl, u[:, j] + du  # a_i = a_j + δ
+        lowers[k][:, j] = torch.maximum(lowers[k][:, j], jl - pad(jl))
+        uppers[k][:, j] = torch.minimum(uppers[k][:, j], ju + pad(ju))
+        lowers[k][:, i] = torch.maximum(lowers[k][:, i], il - pad(il))
+        uppers[k][:, i] = torch.minimum(uppers[k][:, i], iu + pad(iu))
+        l, u, *_ = phase_relaxation(lowers[k], uppers[k], nodes.split[k])
+        empty |= (l > u).any(1)
+        uppers[k] = torch.maximum(uppers[k], lowers[k])  # keep crossings valid; the node is empty
+    return NodeBatch(nodes.split, nodes.alpha, nodes.beta, lowers, uppers), empty
 
 
 def refine(layers: Layers, nodes: NodeBatch, first: int = 1) -> tuple[NodeBatch, object]:

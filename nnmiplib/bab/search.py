@@ -408,7 +408,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
           root_iterations: int = 60, iterations: int = 12, k_candidates: int = 4, max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
           initial_points=None, split_rows: bool | None = None, refine: bool = False,
-          witness: float | None = None, leaf=None) -> BabResult:
+          witness: float | None = None, leaf=None, links=None) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -444,6 +444,10 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         (:func:`nnmiplib.bab.relax.refine`): tighter nodes at a cost per node that grows with
         depth. Without it the given bounds are the Big-M constants of every node's
         relaxation (an exact solve of the thesis's MIP with those constants).
+    links : per hidden layer ``None`` or ``(i, j, dl, du)`` (index arrays and bounds, full
+        indices): ``dl ≤ a_i − a_j ≤ du`` holds on the whole box; every child's bounds of linked
+        neurons are then tightened from each other's (:func:`nnmiplib.bab.relax.imply`), e.g.
+        a network and its pruned copy stacked into one (:func:`nnmiplib.bab.pair.solve_pair`).
     """
     import torch
 
@@ -465,18 +469,21 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         W, b = net.weights[0], net.biases[0]
         net = Network([np.eye(lo.size), W], [-lo, b + W @ lo], name=net.name)
         lower, upper = [np.zeros(lo.size)], [hi - lo]
+    if links is not None and len(links) != len(lower):
+        raise ValueError(f"links must hold one entry per hidden layer ({len(lower)}), got {len(links)}")
     args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine)
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
-                                  initial_points, t0)
+                                  initial_points, t0, links=links)
         return _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
-                      t0, witness=witness, leaf=leaf)
+                      t0, witness=witness, leaf=leaf, links=links)
     finally:
         torch.set_num_threads(prev_threads)
 
 
-def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed, initial_points, t0):
+def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed, initial_points, t0,
+                   links=None):
     """:func:`solve` one row at a time (every group a single row): see ``split_rows``."""
     import torch
 
@@ -521,7 +528,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], lower, upper, GroupObjective(np.zeros(1)), threshold,
                      rel_gap, abs_gap, deadline,
                      batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed, primal.x, t0,
-                     floor=None if threshold is not None else primal.value)
+                     floor=None if threshold is not None else primal.value, links=links)
         nodes += res.nodes
         duals[r] = min(duals[r], res.dual_bound)
         parts[int(r)] = res.status
@@ -546,10 +553,11 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
 
 def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
            iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
-           witness=None, leaf=None):
+           witness=None, leaf=None, links=None):
     import torch
 
     layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
+    links = None if links is None else layers.reduce_links(links)
     n_rows = layers.n_rows
     per_node = 16 * n_rows * sum(layers.sizes) + 2 * sum(layers.sizes)  # bytes of α, β, splits
     if max_nodes is None:
@@ -581,7 +589,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         starts[0], starts[1 % attack_starts] = (lo + hi) / 2, primal.x if primal.x is not None else (lo + hi) / 2
         primal.offer(primal.ascend(starts, steps=30), "attack")
     root = R.NodeBatch.root(layers)
-    if refine:
+    if refine or links is not None:
         root = root.with_bounds(layers)
     ub, root = R.optimise(layers, root, iterations=root_iterations,
                           stop_below=None if threshold is None else torch.tensor([threshold]))
@@ -692,12 +700,11 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
             kids = _children(nodes, layer, index, torch.ones(nodes.n, dtype=torch.bool))
             parent_ub = rows_ub.repeat_interleave(2, 0)
             kdepth = depth.repeat_interleave(2) + 1
+            if links is not None:
+                kids, parent_ub, kdepth = _drop_empty(*R.imply(layers, kids, links), parent_ub, kdepth, stats)
             if refine:
-                kids, empty = R.refine(layers, kids, first=int(layer.min()) + 1)
-                if empty.any():  # decisions no input satisfies: nothing to search there
-                    stats["empty"] = stats.get("empty", 0) + int(empty.sum())
-                    ok = ~empty
-                    kids, parent_ub, kdepth = kids.take(ok), parent_ub[ok], kdepth[ok]
+                kids, parent_ub, kdepth = _drop_empty(*R.refine(layers, kids, first=int(layer.min()) + 1),
+                                                      parent_ub, kdepth, stats)
         if nodes.n and kids.n:
             stop = None if threshold is None else torch.full((kids.n,), float(threshold))
             kub, kids = R.optimise(layers, kids, iterations=iterations, best=parent_ub, stop_below=stop,
@@ -725,6 +732,15 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
                     now(), traj, {**stats, "open": open_count, "root_bound": root_value,
                                   "root_rows": root_rows, "incumbent_source": primal.source})
     return res
+
+
+def _drop_empty(kids, empty, parent_ub, kdepth, stats):
+    """Children without the empty ones (decisions no input satisfies: nothing to search there)."""
+    if not empty.any():
+        return kids, parent_ub, kdepth
+    stats["empty"] = stats.get("empty", 0) + int(empty.sum())
+    ok = ~empty
+    return kids.take(ok), parent_ub[ok], kdepth[ok]
 
 
 def _keep_mask(rows_ub, obj, threshold, primal, abs_gap, rel_gap, floor=None):

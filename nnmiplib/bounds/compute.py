@@ -83,17 +83,21 @@ def interval_bounds(net: Network, domain) -> Bounds:
     return _make(net, dom, *interval_arrays(net.weights, net.biases, dom.lo, dom.hi), "interval", t0)
 
 
-def crown_bounds(net: Network, domain, *, lower_slope="best") -> Bounds:
+def crown_bounds(net: Network, domain, *, lower_slope="best", unstable_only: bool = False) -> Bounds:
     """DeepPoly/CROWN back-substitution (:func:`nnmiplib.bounds.cheap.crown_arrays`) ∩ interval.
 
     The source of a neuron's bound is "crown" where back-substitution was tighter than
-    interval arithmetic by more than 1e-8·(1 + |v|), else "interval".
+    interval arithmetic by more than 1e-8·(1 + |v|), else "interval". ``unstable_only``:
+    back-substitute only neurons interval arithmetic leaves unstable (the same bounds for
+    them and the logits, looser ones for stable neurons; see ``crown_arrays``).
     """
     net, dom = _check(net, domain)
+    if not isinstance(unstable_only, bool):
+        raise ValueError(f"unstable_only must be True or False, got {unstable_only!r}")
     t0 = _time.perf_counter()
     ilo, ihi = interval_arrays(net.weights, net.biases, dom.lo, dom.hi)
-    clo, chi = crown_arrays(net.weights, net.biases, dom.lo, dom.hi, (ilo, ihi), lower_slope)
-    b = _make(net, dom, clo, chi, "crown", t0, lower_slope=str(lower_slope))
+    clo, chi = crown_arrays(net.weights, net.biases, dom.lo, dom.hi, (ilo, ihi), lower_slope, unstable_only)
+    b = _make(net, dom, clo, chi, "crown", t0, lower_slope=str(lower_slope), unstable_only=unstable_only)
     tol = lambda v: 1e-8 * (1.0 + np.abs(v))  # ignore gains at the rounding-margin level
     b.source = [join_sources(np.where(cl > il + tol(il), "crown", "interval"), np.where(ch < ih - tol(ih), "crown", "interval"))
                 for cl, il, ch, ih in zip(clo, ilo, chi, ihi)]
