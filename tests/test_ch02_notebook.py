@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGS = {f"fig-2-{i}" for i in range(4, 16)} | {"fig-2-stable"}
+FIGS = {f"fig-2-{i}" for i in range(4, 16)} | {"fig-2-stable", "fig-2-probe"}
 
 
 @pytest.mark.slow
@@ -36,6 +36,15 @@ def test_ch02_notebook_smoke(smoke_book):
     assert {f.id for f in rows} == {"F2.5", "F2.6", "F2.7", "F2.8"}
     stored = json.loads((verdicts._dir() / "ch2-smoke.json").read_text())
     assert stored["chapter"] == "ch2" and len(stored["findings"]) == 4
+    # the probed MILPs solved again by the branch and bound: its proven bound and its best
+    # input's value bracket the MILP bound, like HiGHS's dual bound does
+    from nnmiplib.study import ch2
+
+    probe = ch2.probe_frame(ch2.preset("smoke"))
+    assert len(probe) and probe.bab_bound.notna().all() and probe.bab_status.notna().all()
+    tol = 1e-6 * (1 + probe.start_bound.abs())
+    assert (probe.bab_bound <= probe.start_bound + tol).all()
+    assert (probe.best_point <= probe.bab_bound + tol).all() and (probe.best_point <= probe.dual_bound + tol).all()
     # the source notebook is committed without outputs
     srcnb = nbformat.read(src, as_version=4)
     assert all(not c.get("outputs") for c in srcnb.cells if c.cell_type == "code")
@@ -62,7 +71,7 @@ def test_ch02_preset_and_cells():
         else:
             assert all(c in first for c in then)
         if scale == "smoke":  # (building a grid keys its cells by the nets' digests: it trains them)
-            assert list(ch2.grids(cfg)) == ["bounds", "milp", "probe"]
+            assert list(ch2.grids(cfg)) == ["bounds", "milp", "probe", "bab-probe"]
     paper = ch2.preset("paper")
     assert len(paper.nets) == 28 and paper.milp_max_neurons is None
     assert all("max_neurons" not in c for c in ch2.cells(paper) + ch2.milp_cells(paper))

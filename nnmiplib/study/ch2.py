@@ -28,6 +28,7 @@ __all__ = [
     "ARCHS",
     "MILP_OPTIONS",
     "SOLVED_PREFIXES",
+    "bab_probe_cell",
     "bounds_cell",
     "cells",
     "crown_vs_interval",
@@ -303,6 +304,32 @@ def milp_cells(cfg: Preset) -> list[dict]:
     return out
 
 
+def _probe_targets(arch, reg, lam, train_scale, seed, eps, solver, milp: dict):
+    """The probed solves of the MILP run ``milp``: per layer ≥ 1 the first neuron it bounded by a
+    solve, with the bounds its model had (``cur``: the earlier layers' final bounds, the neuron's
+    own layer those it started from). Returns ``(net, domain, [(m, j, cur), …])``."""
+    from ..bounds import cheap_bounds
+    from ..domains import unit_box
+
+    b, net, _ = get_bounds(arch, reg, lam, train_scale, seed, eps, "milp", solver=solver, **milp)
+    seed_lp = milp.get("seed_lp")
+    start = get_bounds(arch, reg, lam, train_scale, seed, eps, "lp", *seed_lp, solver=solver)[0] if seed_lp else None
+    dom = unit_box(net.n_inputs)
+    out = []
+    for m in range(1, b.n_layers):
+        hi_src = source_side(b.source[m], 1)
+        js = np.flatnonzero(np.char.startswith(hi_src.astype(str), "milp") & (b.time[m] > 0))
+        if not js.size:
+            continue
+        ref = start if start is not None else cheap_bounds(net, dom)  # what the run started layer m from
+        cur = type("Cur", (), {})()
+        cur.lower = [*b.lower[:m], ref.lower[m], *b.lower[m + 1:]]
+        cur.upper = [*b.upper[:m], ref.upper[m], *b.upper[m + 1:]]
+        cur.run_bound = float(b.upper[m][int(js[0])])
+        out.append((m, int(js[0]), cur))
+    return net, dom, out
+
+
 def probe_cell(arch, reg, lam, train_scale, seed, eps, solver, milp: dict) -> dict:
     """Branch-and-bound node counts of the MILP comparison's solves (the Bounder keeps none).
 
@@ -312,27 +339,13 @@ def probe_cell(arch, reg, lam, train_scale, seed, eps, solver, milp: dict) -> di
     from — with the same per-solve limit, solver options and target, from a cold start (the
     Bounder warm-starts within a layer, so the probe is if anything slower to leave the root).
     """
-    from ..bounds import cheap_bounds
-    from ..domains import unit_box
     from ..mip.encode import encode
     from ..mip.solvers import get_backend
 
-    b, net, _ = get_bounds(arch, reg, lam, train_scale, seed, eps, "milp", solver=solver, **milp)
-    seed_lp = milp.get("seed_lp")
-    start = get_bounds(arch, reg, lam, train_scale, seed, eps, "lp", *seed_lp, solver=solver)[0] if seed_lp else None
+    net, dom, targets = _probe_targets(arch, reg, lam, train_scale, seed, eps, solver, milp)
     limit = milp.get("neuron_limit")
-    dom = unit_box(net.n_inputs)
     out = []
-    for m in range(1, b.n_layers):
-        hi_src = source_side(b.source[m], 1)
-        js = np.flatnonzero(np.char.startswith(hi_src.astype(str), "milp") & (b.time[m] > 0))
-        if not js.size:
-            continue
-        j = int(js[0])
-        ref = start if start is not None else cheap_bounds(net, dom)  # what the run started layer m from
-        cur = type("Cur", (), {})()
-        cur.lower = [*b.lower[:m], ref.lower[m], *b.lower[m + 1:]]
-        cur.upper = [*b.upper[:m], ref.upper[m], *b.upper[m + 1:]]
+    for m, j, cur in targets:
         model = encode(net, dom, cur, relax=False, stop_layer=m)
         be = get_backend(solver)(model, threads=1, mip_gap=1e-6, options=dict(milp.get("options") or {}))
         c = np.zeros(model.n_vars)
@@ -341,7 +354,26 @@ def probe_cell(arch, reg, lam, train_scale, seed, eps, solver, milp: dict) -> di
         sol = be.solve(limit, objective_target=float(cur.upper[m][j]))
         out.append({"layer": m, "neuron": j, "status": sol.status.value, "nodes": int(sol.nodes),
                     "dual_bound": sol.dual_bound, "start_bound": float(cur.upper[m][j]),
-                    "run_bound": float(b.upper[m][j]), "seconds": float(sol.time), "limit": limit})
+                    "run_bound": cur.run_bound, "seconds": float(sol.time), "limit": limit})
+    return {"solves": out}
+
+
+def bab_probe_cell(arch, reg, lam, train_scale, seed, eps, solver, milp: dict) -> dict:
+    """The node probe's MILPs solved by the library's branch and bound instead
+    (:func:`nnmiplib.bab.neuron_bounds`): the same model — every node keeps the same Big-M
+    constants, so a finished search is the MILP bound itself — and the same per-solve limit.
+    Its dual bound is valid at every moment; ``bab_bound`` is it clipped by the bound the
+    neuron started from (the MIP has that as its column bound)."""
+    from ..bab import neuron_bounds
+
+    net, dom, targets = _probe_targets(arch, reg, lam, train_scale, seed, eps, solver, milp)
+    limit = milp.get("neuron_limit")
+    out = []
+    for m, j, cur in targets:
+        r = neuron_bounds(net, dom.lo, dom.hi, cur.lower, cur.upper, m, [j], time_limit=limit, sides=("upper",))
+        out.append({"layer": m, "neuron": j, "bab_status": r["status"][0][1], "bab_nodes": int(r["nodes"][0][1]),
+                    "bab_bound": float(min(r["upper"][0], cur.upper[m][j])), "best_point": float(r["best_upper"][0]),
+                    "bab_seconds": float(r["seconds"][0][1])})
     return {"solves": out}
 
 
@@ -368,14 +400,17 @@ def _probe_cells(cfg: Preset) -> list[dict]:
 
 def grids(cfg: Preset) -> dict:
     """The chapter's grids, run in this order: ``bounds`` (cheap, LP, unseeded MILP), ``milp``
-    (the runs seeded by the LP runs, and the time-limit study) and ``probe``."""
+    (the runs seeded by the LP runs, and the time-limit study), ``probe`` and ``bab-probe`` (the
+    probe's MILPs by the branch and bound)."""
     from ..experiments import Grid
 
     s = cfg.scale
     return {"bounds": Grid(f"ch2-{s}", bounds_cell, cells(cfg), version=VERSION, key_extra=_cell_digest),
             "milp": Grid(f"ch2-{s}-milp", bounds_cell, milp_cells(cfg) if cfg.milp_seeded else [], version=VERSION,
                          key_extra=_cell_digest),
-            "probe": Grid(f"ch2-{s}-probe", probe_cell, _probe_cells(cfg), version=VERSION, key_extra=_cell_digest)}
+            "probe": Grid(f"ch2-{s}-probe", probe_cell, _probe_cells(cfg), version=VERSION, key_extra=_cell_digest),
+            "bab-probe": Grid(f"ch2-{s}-bab-probe", bab_probe_cell, _probe_cells(cfg), version=VERSION,
+                              key_extra=_cell_digest)}
 
 
 def run(cfg: Preset, n_jobs: int | None = None, progress: bool = False, scheduler=None):
@@ -388,7 +423,7 @@ def run(cfg: Preset, n_jobs: int | None = None, progress: bool = False, schedule
         res = grid.run(n_jobs=n_jobs or cfg.n_jobs, scheduler=scheduler, progress=progress)
         for f in res.failed[:3]:
             log.warning("ch2 %s cell failed: %s", name, f)
-        if name != "probe":
+        if name not in ("probe", "bab-probe"):
             frames.append(res.frame())
     frames = [f for f in frames if len(f)]
     return runs_frame(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
@@ -533,7 +568,8 @@ def milp_evidence(cfg: Preset):
             if len(probe) else probe
         rows.append({**row, "per-solve limit (s)": cfg.milp_neuron, "sides": sum(c.values()), **c,
                      "probed": len(p), "probed finished": int(p.finished.sum()) if len(p) else 0,
-                     "probed branched": int(p.branched.sum()) if len(p) else 0})
+                     "probed branched": int(p.branched.sum()) if len(p) else 0,
+                     "probed proven by BaB": int(p.bab_proven.sum()) if len(p) else 0})
     return pd.DataFrame(rows)
 
 
@@ -543,14 +579,24 @@ def probe_frame(cfg: Preset):
 
     if not cfg.probe:
         return pd.DataFrame()
-    res = grids(cfg)["probe"].load()
+    g = grids(cfg)
+    bab = {}
+    res = g["bab-probe"].load()
+    for params, r in zip(res.grid.cells, res.results()):
+        for sv in (r or {}).get("solves", []):
+            bab[(params["arch"], params["reg"], params["eps"], sv["layer"], sv["neuron"])] = sv
+    res = g["probe"].load()
     rows = []
     for params, r in zip(res.grid.cells, res.results()):
         if r is None:
             continue
         for sv in r["solves"]:
+            b = bab.get((params["arch"], params["reg"], params["eps"], sv["layer"], sv["neuron"]), {})
             rows.append({"arch": params["arch"], "reg": params["reg"], "eps": params["eps"], **sv,
-                         "finished": sv["status"] in ("optimal", "interrupted"), "branched": sv["nodes"] > 1})
+                         "finished": sv["status"] in ("optimal", "interrupted"), "branched": sv["nodes"] > 1,
+                         "bab_bound": b.get("bab_bound", np.nan), "best_point": b.get("best_point", np.nan),
+                         "bab_status": b.get("bab_status"), "bab_nodes": b.get("bab_nodes", np.nan),
+                         "bab_proven": b.get("bab_status") == "optimal"})
     return pd.DataFrame(rows)
 
 

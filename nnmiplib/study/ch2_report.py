@@ -101,6 +101,32 @@ def _main_times(runs):
     return r.pivot_table(index=["arch", "reg", "eps"], columns="method", values="time").reset_index()
 
 
+def fig_probe(probe):
+    """The node probe's MILPs: share of the gap between the bound the neuron started from and
+    the best input found that each solver closed in the same per-solve limit (1 = proven),
+    per net and layer — the HiGHS MIP against the library's branch and bound."""
+    import matplotlib.pyplot as plt
+
+    need = {"start_bound", "dual_bound", "bab_bound", "best_point"}
+    p = probe.dropna(subset=["bab_bound", "best_point"]) if not probe.empty and need <= set(probe) else probe.iloc[:0]
+    if p.empty:
+        return _empty("no node probe with the branch and bound at this scale")
+    span = (p.start_bound - p.best_point).clip(lower=1e-12)
+    share = lambda bound: ((p.start_bound - bound.clip(upper=p.start_bound)) / span).clip(0, 1)
+    nets = list(dict.fromkeys(p.arch))
+    fig, axes = plt.subplots(1, len(nets), figsize=(3.2 * len(nets), 3), squeeze=False, sharey=True)
+    for ax, arch in zip(axes[0], nets):
+        m = (p.arch == arch).values
+        x = np.arange(m.sum())
+        ax.bar(x - 0.2, share(p.dual_bound)[m], 0.4, label="HiGHS MIP")
+        ax.bar(x + 0.2, share(p.bab_bound)[m], 0.4, label="branch and bound")
+        ax.set(xticks=x, xticklabels=p.layer[m].astype(int), xlabel="layer", title=arch, ylim=(0, 1.05))
+    axes[0][0].set_ylabel("share of the gap closed")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def fig_lp_vs_milp_time(runs, times=None):
     """Fig 2.8: LP vs MILP wall time per (net, ε), log–log, with the diagonal.
 
