@@ -147,6 +147,29 @@ def test_top1_equivalent_proves_agreement_on_a_small_ball():
     assert g.max() < 0 and r.extra["equivalent"] is True and r.status == "decided" and r.dual_bound < r.extra["tau"]
 
 
+@pytest.mark.parametrize("engine", ["auto", "mip"])
+def test_a_shifted_copy_is_equivalent_by_the_pair_searches(engine):
+    """Every logit shifted by the same 1e-3: the classes never differ, but without the difference
+    bounds nothing cheap shows it, so the pairs go to the pair searches (MIP, then the stacked
+    branch and bound for what the MIP leaves open)."""
+    net = rnet([2, 10, 8, 3], 2)
+    shift = nm.Network(net.weights, [*net.biases[:-1], net.biases[-1] + 1e-3])
+    r = Q.top1_equivalent(net, shift, UNIT, bounds_method="crown", time_limit=60, engine=engine, difference=False)
+    assert r.status == "decided" and r.extra["equivalent"] is True
+    assert {p["outcome"] for p in r.extra["pairs"]} <= {"bounds", "class", "solver", "bab"}
+    assert any(p["outcome"] in ("solver", "bab") for p in r.extra["pairs"])
+
+
+def test_top1_equivalent_of_networks_of_different_shapes_against_the_grid():
+    n1, n2 = rnet([2, 10, 3], 0), rnet([2, 6, 6, 3], 0)
+    g = _grid_disagreement(n1, n2, X)
+    r = Q.top1_equivalent(n1, n2, UNIT, bounds_method="crown", time_limit=30)
+    assert r.status == "decided" and not r.extra["difference"]
+    assert r.extra["equivalent"] is (False if g.max() >= 1e-3 else r.extra["equivalent"])
+    if not r.extra["equivalent"]:
+        assert r.verified
+
+
 def test_identical_networks_are_equivalent_only_with_the_difference_bounds():
     """Across a decision boundary two copies of one net tie on it (t* = 0): the difference
     bounds (δ ≡ 0) prove every pair empty at once; without them every pair needs its MIP."""

@@ -471,9 +471,13 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
        :math:`\max t: a_k - a_j \ge t` (smaller than the joint model): a dual bound below τ'
        removes k and its pairs; an input where the network answers k is checked against the
        other network and searched along segments;
-    4. the joint MIP of every pair still alive (:math:`\max t`, both networks, with the δ
-       columns and :math:`2t \le \delta_{c_1} - \delta_{c_2} \le U^\delta` when the difference
-       bounds are used), most promising first.
+    4. every pair still alive, most promising first: the joint MIP; in the second round,
+       for a pair it left open, with ``engine="auto"`` first the branch and bound over both
+       networks stacked into one (:func:`nnmiplib.bab.solve_pair`, each neuron linked to its
+       copy by the difference bounds) with half the pair's share, then the joint MIP
+       (:math:`\max t`, both networks, with the δ columns and
+       :math:`2t \le \delta_{c_1} - \delta_{c_2} \le U^\delta` when the difference bounds
+       are used).
 
     Steps 3–4 share the time left: a fair share per MIP first, then what remains for the
     undecided ones. Solves stop as soon as they are settled (an input with t ≥ τ', or a dual
@@ -487,7 +491,7 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
         ``objective``: :func:`disagreement` at ``x`` (the best input found; < 0 where the
         classes agree); ``dual_bound``: an upper bound on the disagreement margin t over the
         domain (max over pairs of what refuted or bounded each). ``extra["pairs"]``: per pair
-        the cheap bound, the outcome ("bounds", "class", "solver", "witness", "undecided",
+        the cheap bound, the outcome ("bounds", "class", "solver", "bab", "witness", "undecided",
         "not solved") and the bound; ``extra["classes"]``: per network the classes it may
         answer after steps 2–3; ``extra["cheap_bound_without_difference"]``,
         ``extra["refuted_by_bounds"]`` and ``extra["refuted_by_bounds_without_difference"]``
@@ -616,6 +620,24 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
     def pair_job(p, budget, first_only):
         a, b = p["c1"], p["c2"]
         ts = time.perf_counter()
+        n_bab = 0
+        if engine == "auto" and same_shape and not first_only:
+            # a pair the first round's MIP left open: the branch and bound over both networks
+            # first, with half the budget (the MIP settles easy pairs faster, so it goes first)
+            _, dual, n_bab = _pair_bab(st, a, b, bds, db, tau, None if budget is None else budget / 2, rng)
+            p["seconds"] += time.perf_counter() - ts
+            p["nodes"] += n_bab
+            if st.witness:
+                p["outcome"] = "witness"
+                return n_bab
+            if dual is not None and dual < tau:
+                p["outcome"], p["bound"] = "bab", dual
+                return n_bab
+            if dual is not None:
+                p["bound"] = min(p["bound"], dual)
+            if budget is not None:
+                budget = max(budget - (time.perf_counter() - ts), 0.05)
+            ts = time.perf_counter()
         model, tcol, fill = _pair_model(nets, domain, bds, db, hidden, a, b, float(max(p["bound"], tau)), ud[a, b])
         start = st.start_for(model, fill, lambda l: int(np.argmax(l[0])) == a and int(np.argmax(l[1])) == b)
         sol = _decide(model, tcol, solver, budget, start, tau, first_only=first_only)
@@ -630,8 +652,9 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
             p["outcome"] = "undecided"
             if dual is not None:
                 p["bound"] = min(p["bound"], dual)
-        return int(sol.nodes)
+        return n_bab + int(sol.nodes)
 
+    same_shape = original.layer_sizes == pruned.layer_sizes
     robust_state = [None, None]
     for rnd in (0, 1):
         phases = [("robust", [i for i in (0, 1) if engine == "auto" and robust_state[i] in (None, "undecided")], 0.5),
@@ -678,7 +701,7 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
             res.message = "best input: the classes agree there, or a winning margin is below `margin` (no witness)"
     if res.verified:
         res.extra["equivalent"], res.status = False, "decided"
-    elif all(p["outcome"] in ("bounds", "class", "solver") for p in pairs.values()):
+    elif all(p["outcome"] in ("bounds", "class", "solver", "bab") for p in pairs.values()):
         res.extra["equivalent"], res.status = True, "decided"
     else:
         res.status = "time_limit_infeasible"
@@ -687,6 +710,34 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
     res.fill_outputs(nets)
     res.time = time.perf_counter() - t0
     return res
+
+
+def _pair_bab(st, a: int, b: int, bds, db, tau: float, budget, rng):
+    """Can network 1 answer ``a`` and network 2 answer ``b``, each by τ'? ``max min(y¹_a − y¹_k,
+    y²_b − y²_k)`` by the branch and bound over both networks stacked into one
+    (:func:`nnmiplib.bab.solve_pair`, linked by the difference bounds ``db`` when given). The
+    incumbent is offered to ``st``. Returns (found, dual bound or None, nodes)."""
+    from ..bab import solve_pair
+
+    n1, n2 = st.nets
+    K = n1.n_outputs
+    E = np.eye(K)
+    rows = [np.concatenate([E[a] - E[k], np.zeros(K)]) for k in range(K) if k != a]
+    rows += [np.concatenate([np.zeros(K), E[b] - E[k]]) for k in range(K) if k != b]
+    C = np.array(rows)
+    seed = rng if isinstance(rng, (int, np.integer)) else 0
+    r = solve_pair(n1, n2, st.domain.lo, st.domain.hi, C, np.zeros(len(C)), bounds=bds, difference=db,
+                   groups=np.zeros(len(C), dtype=np.int64), threshold=tau, witness=tau,
+                   time_limit=None if budget is None else max(budget, 0.05), attack_starts=16, seed=int(seed),
+                   refine=True, initial_points=np.asarray(st.seen[-4:]) if st.seen else None)
+    found = False
+    if r.x is not None and st.domain.contains(r.x, DOMAIN_TOL):
+        F = float((C @ np.concatenate([n1.forward(r.x), n2.forward(r.x)])).min())
+        st.offer(r.x, "bab", F)
+        found = F >= tau
+    dual = float(r.dual_bound) if (np.isfinite(r.dual_bound) and not found) else None
+    log.debug("top1 pair bab (%d, %d): %s, dual %s, %d nodes", a, b, r.status, r.dual_bound, r.nodes)
+    return found, dual, int(r.nodes)
 
 
 def _rows_bab(st, i: int, C, groups, bd, tau: float, lower: float, budget, rng):
