@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..bounds.cheap import MARGIN
 from ..network import Network
 from .search import BabResult, solve
 
@@ -72,7 +73,7 @@ def solve_pair(net1: Network, net2: Network, lo, hi, C, d, *, bounds, difference
     if difference is not None:
         difference.check_nets(net1, net2)
         dl, du = difference.lower[:L], difference.upper[:L]
-        pad = lambda v: 1e-9 * (1.0 + np.abs(v))
+        pad = lambda v: MARGIN * (1.0 + np.abs(v))  # the outward widening of every bound here
         for k in range(L):  # a² = a¹ − δ and a¹ = a² + δ on the whole box
             n2l, n2u, n1l, n1u = l1[k] - du[k], u1[k] - dl[k], l2[k] + dl[k], u2[k] + du[k]
             l2[k], u2[k] = np.maximum(l2[k], n2l - pad(n2l)), np.minimum(u2[k], n2u + pad(n2u))

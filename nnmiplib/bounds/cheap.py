@@ -292,8 +292,7 @@ def crown_arrays(weights, biases, lo, hi, interval=None, lower_slope="best",
                 l2, u2 = np.where(bad, np.minimum(l2, u2), l2), np.where(bad, np.maximum(l2, u2), u2)
             if rows is None:
                 low, up = clip_to(l2, u2, low, up)
-            else:
-                low, up = low.copy(), up.copy()
+            else:  # low, up are clip_to's own arrays here (not the interval's): update in place
                 low[rows], up[rows] = clip_to(l2, u2, low[rows], up[rows])
         lowers.append(low)
         uppers.append(up)
