@@ -259,6 +259,10 @@ def crown_arrays(weights, biases, lo, hi, interval=None, lower_slope="best",
     use them. On a 200x5 MNIST net "zero" is tighter in deep layers than DeepPoly's
     adaptive rule, and the intersection beats both.
 
+    Layer 0 is affine in the input, so interval arithmetic over the box (``interval``, which
+    callers compute with :func:`interval_arrays`) is already its exact range up to rounding;
+    back-substitution starts at layer 1.
+
     ``unstable_only``: on hidden layers after the first, back-substitute only the neurons
     that interval arithmetic from the layer below's (tightened) bounds leaves unstable; the
     others keep those interval bounds. A stable neuron's relaxation is exact whatever its
@@ -283,7 +287,7 @@ def crown_arrays(weights, biases, lo, hi, interval=None, lower_slope="best",
             low, up = clip_to(*_affine_interval(weights[m], biases[m], np.maximum(lowers[-1], 0.0),
                                                 np.maximum(uppers[-1], 0.0)), low, up)
             rows = np.flatnonzero((low < 0) & (up > 0))
-        for r in rules if m > 0 else rules[:1]:  # layer 0 does not depend on any relaxation
+        for r in rules if m > 0 else ():  # layer 0: the interval bound is already its range
             if rows is not None and rows.size == 0:
                 break
             l2, u2 = _backsub(m, weights, biases, relax[r], lo, hi, xmag, rows)

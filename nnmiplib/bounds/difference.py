@@ -220,20 +220,46 @@ class _Pair:
     sign: float = 1.0                           # d = sign · δ
 
 
-def _pairs(weights1, biases1, weights2, biases2, bounds1, bounds2, reference):
-    """The orientations asked for by ``reference``, sharing the weight arrays and their |·|."""
+_DERIVED: dict = {}  # (ids of two networks' read-only parameter arrays) → (the arrays, what _derived made)
+
+
+def _derived(weights1, biases1, weights2, biases2):
+    """W¹, W², b¹, b², ΔW, Δb, −ΔW, −Δb and |W¹|, |W²|, |ΔW| as float64 lists. A pair of networks is
+    bounded on many domains (every image of a grid), so these are kept for the last few
+    pairs — only when every array is read-only (a :class:`~nnmiplib.network.Network`'s
+    are), so a cached entry can never go stale; the entry holds the arrays, so their ids
+    stay theirs."""
+    arrays = (*weights1, *biases1, *weights2, *biases2)
+    frozen = all(isinstance(a, np.ndarray) and a.dtype == np.float64 and not a.flags.writeable for a in arrays)
+    key = tuple(id(a) for a in arrays) + (len(weights1),)
+    if frozen and key in _DERIVED:
+        return _DERIVED[key][1]
     W1 = [np.asarray(w, float) for w in weights1]
     W2 = [np.asarray(w, float) for w in weights2]
     b1 = [np.asarray(b, float) for b in biases1]
     b2 = [np.asarray(b, float) for b in biases2]
     dW = [a - b for a, b in zip(W1, W2)]
     db = [a - b for a, b in zip(b1, b2)]
-    A1, A2, AD = [np.abs(w) for w in W1], [np.abs(w) for w in W2], [np.abs(w) for w in dW]
+    out = (W1, W2, b1, b2, dW, db, [-w for w in dW], [-b for b in db],
+           [np.abs(w) for w in W1], [np.abs(w) for w in W2], [np.abs(w) for w in dW])
+    if frozen:
+        for a in out[4:]:
+            for x in a:
+                x.setflags(write=False)
+        while len(_DERIVED) >= 4:
+            _DERIVED.pop(next(iter(_DERIVED)))
+        _DERIVED[key] = (arrays, out)
+    return out
+
+
+def _pairs(weights1, biases1, weights2, biases2, bounds1, bounds2, reference):
+    """The orientations asked for by ``reference``, sharing the weight arrays and their |·|."""
+    W1, W2, b1, b2, dW, db, ndW, ndb, A1, A2, AD = _derived(weights1, biases1, weights2, biases2)
     out = []
     if reference in ("both", "2"):
         out.append(_Pair(W1, dW, db, W2, b2, *bounds1, *bounds2, A1, AD, A2, sign=1.0))
     if reference in ("both", "1"):
-        out.append(_Pair(W2, [-w for w in dW], [-b for b in db], W1, b1, *bounds2, *bounds1, A2, AD, A1, sign=-1.0))
+        out.append(_Pair(W2, ndW, ndb, W1, b1, *bounds2, *bounds1, A2, AD, A1, sign=-1.0))
     return out
 
 
@@ -368,14 +394,19 @@ def difference_arrays(weights1, biases1, weights2, biases2, lo, hi, lowers1, upp
         low, upp = ilo.copy(), ihi.copy()
         # neurons inactive in both networks (∂h = 0 whatever δ) keep the interval difference
         idx = np.arange(n) if m == 0 or m == L else np.flatnonzero((up1[m] > 0) | (up2[m] > 0))
-        for P in pairs if m > 0 else pairs[:1]:  # δ⁰ = ΔW x + Δb: one orientation is exact already
-            if not idx.size:
-                break
-            v = _rows_upper(P, None, np.zeros(2 * idx.size), m, rules, lo, hi, xmag,
-                            idx=None if idx.size == n else idx)
-            u_d, l_d = v[:idx.size], -v[idx.size:]  # bounds of d = sign·δ
+        # the second orientation only where its tighter δ can matter downstream: the logits and
+        # the neurons unstable in either network (a stable pair of phases relaxes ∂h exactly,
+        # whatever δ's bounds, so there one orientation bounds δ for the report and the MIP)
+        idx2 = idx if m == L else np.intersect1d(
+            idx, np.flatnonzero(((lw1[m] < 0) & (up1[m] > 0)) | ((lw2[m] < 0) & (up2[m] > 0))))
+        for P, rows in zip(pairs if m > 0 else pairs[:1], (idx, idx2)):  # δ⁰ = ΔW x + Δb is exact already
+            if not rows.size:
+                continue
+            v = _rows_upper(P, None, np.zeros(2 * rows.size), m, rules, lo, hi, xmag,
+                            idx=None if rows.size == n else rows)
+            u_d, l_d = v[:rows.size], -v[rows.size:]  # bounds of d = sign·δ
             l_p, u_p = (l_d, u_d) if P.sign > 0 else (-u_d, -l_d)
-            low[idx], upp[idx] = np.maximum(low[idx], l_p), np.minimum(upp[idx], u_p)
+            low[rows], upp[rows] = np.maximum(low[rows], l_p), np.minimum(upp[rows], u_p)
         bad = low > upp  # every side is valid: a crossing is rounding, keep the hull
         if bad.any():
             low, upp = np.where(bad, np.minimum(low, upp), low), np.where(bad, np.maximum(low, upp), upp)
