@@ -240,6 +240,12 @@ def eps_cells(cfg: Preset) -> list[dict]:
             for a in cfg.eps_archs for p in cfg.levels for i in range(cfg.eps_images)]
 
 
+#: Bump when the chapter's queries answer differently for the same cell (cells of older code
+#: are then recomputed). v2: top1_equivalent's second round with the branch and bound over
+#: both networks, and its per-network searches aiming at τ' only.
+PAIRS_VERSION = "pairs-v2"
+
+
 def grids(cfg: Preset) -> dict:
     """``pairs`` (the four queries per cell) and ``eps`` (the bisections)."""
     from ..experiments import Grid
@@ -253,8 +259,9 @@ def grids(cfg: Preset) -> dict:
         return digests[a]
 
     s = cfg.scale
-    return {"pairs": Grid(f"ch5-pairs-{s}", pair_cell, cells(cfg), key_extra=key, version=cache_version()),
-            "eps": Grid(f"ch5-eps-{s}", eps_cell, eps_cells(cfg), key_extra=key, version=cache_version())}
+    version = f"{cache_version()}+{PAIRS_VERSION}"
+    return {"pairs": Grid(f"ch5-pairs-{s}", pair_cell, cells(cfg), key_extra=key, version=version),
+            "eps": Grid(f"ch5-eps-{s}", eps_cell, eps_cells(cfg), key_extra=key, version=version)}
 
 
 def compute(scale: str = "quick", n_jobs: int = 1, scheduler=None, time_limit: float | None = None,
