@@ -1,19 +1,12 @@
 """Attacks (nnmiplib.queries.attacks): gradients, objectives, projected gradient on a box."""
 
-import itertools
 
 import numpy as np
 import pytest
+from random_nets import rnet
 
 import nnmiplib as nm
 from nnmiplib.queries import attacks as atk
-
-
-def rnet(sizes, seed, scale=2.0):
-    rng = np.random.default_rng(seed)
-    W = [rng.normal(size=(o, i)) * scale / np.sqrt(i) for i, o in itertools.pairwise(sizes)]
-    b = [rng.normal(size=o) * 0.3 for o in sizes[1:]]
-    return nm.Network(W, b)
 
 
 def test_input_gradient_matches_finite_differences():

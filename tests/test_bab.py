@@ -8,17 +8,11 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from random_nets import rnet
 
 import nnmiplib as nm
 from nnmiplib.bab import group_value, relax, solve
 from nnmiplib.bounds import crown_bounds, interval_bounds
-
-
-def rnet(sizes, seed, scale=2.0):
-    r = np.random.default_rng(seed)
-    W = [r.normal(0, scale / np.sqrt(a), (b, a)) for a, b in itertools.pairwise(sizes)]
-    B = [r.normal(0, 0.3, b) for b in sizes[1:]]
-    return nm.Network(W, B)
 
 
 def grid2(n=401):

@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from random_nets import rnet
 
 import nnmiplib as nm
 from nnmiplib.bab import relax as R
@@ -22,14 +23,8 @@ UNIT = nm.domains.unit_box(2)
 K = 3
 
 
-def rnet(sizes, seed, scale=3.0):
-    rng = np.random.default_rng(seed)
-    W = [rng.normal(size=(o, i)) * scale / np.sqrt(i) for i, o in itertools.pairwise(sizes)]
-    return nm.Network(W, [rng.normal(size=o) * 0.3 for o in sizes[1:]])
-
-
 def pair(seed, p=0.3):
-    net = rnet([2, 14, 10, K], seed)
+    net = rnet([2, 14, 10, K], seed, scale=3.0)
     return net, nm.prune.prune_fraction(net, p)[0]
 
 
@@ -38,7 +33,7 @@ def test_stack_computes_both_networks():
     s = stack(n1, n2)
     assert np.allclose(s.forward(X), np.hstack([n1.forward(X), n2.forward(X)]), atol=1e-12)
     with pytest.raises(ValueError, match="one shape"):
-        stack(n1, rnet([2, 5, K], 1))
+        stack(n1, rnet([2, 5, K], 1, scale=3.0))
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -82,7 +77,7 @@ def test_linked_bounds_of_every_node_hold_on_the_grid(seed):
 
 @pytest.mark.parametrize("seed", range(2))
 def test_max_logit_change_by_the_pair_search_matches_the_grid(seed):
-    net = rnet([2, 10, 8, K], seed)
+    net = rnet([2, 10, 8, K], seed, scale=3.0)
     n1, n2 = net, nm.prune.prune_fraction(net, 0.3)[0]
     b = (crown_bounds(n1, UNIT), crown_bounds(n2, UNIT))
     db = difference_bounds(n1, n2, UNIT, bounds=b)
@@ -103,7 +98,7 @@ def test_max_logit_change_by_the_pair_search_matches_the_grid(seed):
 def test_pair_decisions_agree_with_the_grid(seed):
     """Can net 1 answer class a while net 2 answers b (both by a margin τ)? One group of rows:
     every answer agrees with the grid, and the dual bound holds whether or not it decided."""
-    net = rnet([2, 8, 6, K], seed)
+    net = rnet([2, 8, 6, K], seed, scale=3.0)
     n1, n2 = net, nm.prune.prune_fraction(net, 0.5)[0]
     b = (crown_bounds(n1, UNIT), crown_bounds(n2, UNIT))
     db = difference_bounds(n1, n2, UNIT, bounds=b)
