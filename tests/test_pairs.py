@@ -8,6 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
+import random_nets
 
 import nnmiplib as nm
 from nnmiplib import queries as Q
@@ -20,10 +21,7 @@ UNIT = nm.domains.unit_box(2)
 
 
 def rnet(sizes, seed, scale=3.0):
-    rng = np.random.default_rng(seed)
-    W = [rng.normal(size=(o, i)) * scale / np.sqrt(i) for i, o in itertools.pairwise(sizes)]
-    b = [rng.normal(size=o) * 0.3 for o in sizes[1:]]
-    return nm.Network(W, b)
+    return random_nets.rnet(sizes, seed, scale)
 
 
 def pair(seed, p=0.3, sizes=(2, 10, 8, 3)):
@@ -188,6 +186,30 @@ def test_identical_networks_are_equivalent_only_with_the_difference_bounds():
         assert r2.extra["pairs_solved"] == 6 and r2.dual_bound < r2.extra["tau"]
     else:
         assert r2.dual_bound >= r2.extra["tau"]
+
+
+def test_top1_computes_the_difference_bounds_only_where_they_can_matter():
+    """A small box where both networks answer one class by a wide margin: their own bounds
+    refute every pair, so the difference bounds are not computed (they would only cost time);
+    across a boundary they are."""
+    net, small = pair(3)
+    m = [np.sort(n.forward(X), axis=1) for n in (net, small)]
+    same = np.argmax(net.forward(X), 1) == np.argmax(small.forward(X), 1)
+    x0 = X[np.argmax(np.where(same, np.minimum(m[0][:, -1] - m[0][:, -2], m[1][:, -1] - m[1][:, -2]), -np.inf))]
+    tiny = nm.domains.box(x0 - 1e-3, x0 + 1e-3)
+    r = Q.top1_equivalent(net, small, tiny, bounds_method="crown", difference=True, time_limit=20)
+    assert r.extra["equivalent"] is True and r.extra["refuted_by_bounds"] == 6
+    assert not r.extra["difference"] and "difference_bounds" not in r.extra
+    assert r.extra["difference_skipped"] == "every pair refuted by each network's own bounds"
+    r1 = Q.top1_equivalent(net, small, UNIT, bounds_method="crown", difference=True, time_limit=20)
+    assert r1.extra["equivalent"] is False and r1.verified  # they disagree somewhere on the box
+    assert r1.extra["difference"] is (r1.extra["difference_skipped"] is None)
+    if not r1.extra["difference"]:
+        assert r1.extra["difference_skipped"] == "witness found by the attacks"
+    copy = nm.Network(net.weights, net.biases)  # never disagrees, but the box crosses a boundary
+    r2 = Q.top1_equivalent(net, copy, UNIT, bounds_method="crown", difference=True, time_limit=20)
+    assert r2.extra["refuted_by_bounds_without_difference"] < 6 and r2.extra["equivalent"] is True
+    assert r2.extra["difference"] and r2.extra["difference_skipped"] is None
 
 
 @pytest.mark.parametrize("seed", [0, 5])

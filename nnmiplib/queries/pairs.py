@@ -464,7 +464,8 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
        between inputs the networks classify differently);
     2. cheap bounds per pair: :math:`t \le \min_{k\ne c_1} U^1_{c_1 k}` and
        :math:`t \le \min_{k\ne c_2} U^2_{c_2 k}` (each network's own class margins,
-       :func:`class_margin_bounds`) and, with the difference bounds,
+       :func:`class_margin_bounds`) and, with the difference bounds (computed only if a pair
+       survives the networks' own bounds and the attacks found no witness),
        :math:`2t \le \delta_{c_1} - \delta_{c_2} \le U^\delta_{c_1 c_2}`
        (:meth:`~nnmiplib.bounds.DifferenceBounds.upper_rows`); a pair bounded below τ' is refuted;
     3. per network and class k still in a live pair, the single-network MIP
@@ -493,7 +494,9 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
         domain (max over pairs of what refuted or bounded each). ``extra["pairs"]``: per pair
         the cheap bound, the outcome ("bounds", "class", "solver", "bab", "witness", "undecided",
         "not solved") and the bound; ``extra["classes"]``: per network the classes it may
-        answer after steps 2–3; ``extra["cheap_bound_without_difference"]``,
+        answer after steps 2–3; ``extra["difference"]`` (whether difference bounds were used),
+        ``extra["difference_skipped"]`` (why not, when asked for but not needed),
+        ``extra["cheap_bound_without_difference"]``,
         ``extra["refuted_by_bounds"]`` and ``extra["refuted_by_bounds_without_difference"]``
         measure what the difference bounds gave.
 
@@ -519,15 +522,12 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
     if K < 2:
         raise ValueError("top-1 equivalence needs at least two classes")
     check_difference(difference, nets)
-    bds, tb, db, td = pair_bounds(nets, domain, bounds, bounds_method, difference)
+    bds, tb = get_bounds(nets, domain, bounds, bounds_method)
     t1 = time.perf_counter()  # the time limit starts after the bounds
     deadline = None if time_limit is None else t1 + time_limit
     tau = 2.0 * float(margin)
     res = Result("top1-equivalent", "max", solver=solver, margin=margin)
-    res.extra.update(bounds_time=tb, difference=db is not None, difference_time=td, hidden=bool(hidden),
-                     tau=tau, equivalent=None)
-    if db is not None:
-        res.extra["difference_bounds"] = difference_summary(db)
+    res.extra.update(bounds_time=tb, hidden=bool(hidden), tau=tau, equivalent=None)
     st = _Top1(nets, domain, margin, rng)
 
     # 1. attacks
@@ -540,6 +540,21 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
     # 2. cheap bounds: D[i][k] ≥ the largest margin by which network i can answer class k
     U = [class_margin_bounds(n, b, domain) for n, b in zip(nets, bds)]
     D = [np.array([np.min(np.delete(u[k], k)) for k in range(K)]) for u in U]
+    off = ~np.eye(K, dtype=bool)
+    own_pair = np.minimum(D[0][:, None], D[1][None, :])
+    # the difference bounds only where they can matter: some pair survives each network's
+    # own bounds and no witness is known (else they would only cost their time)
+    db, td, skipped = None, 0.0, None
+    wanted = difference is True or (difference is None and original.layer_sizes == pruned.layer_sizes)
+    if wanted and (st.witness or not np.any(own_pair[off] >= tau)):
+        skipped = "witness found by the attacks" if st.witness else "every pair refuted by each network's own bounds"
+    else:
+        t = time.perf_counter()
+        db = pair_difference(nets, domain, bds, difference)
+        td = time.perf_counter() - t
+    res.extra.update(difference=db is not None, difference_time=td, difference_skipped=skipped)
+    if db is not None:
+        res.extra["difference_bounds"] = difference_summary(db)
     ud = np.full((K, K), np.inf)
     trans = [np.full(K, np.inf), np.full(K, np.inf)]
     if db is not None:
@@ -551,8 +566,6 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
                  np.array([np.max(np.delete(ud[:, k], k)) for k in range(K)])]
     D_own = [d.copy() for d in D]
     D = [np.minimum(D_own[0], D_own[1] + trans[0]), np.minimum(D_own[1], D_own[0] + trans[1])]
-    off = ~np.eye(K, dtype=bool)
-    own_pair = np.minimum(D_own[0][:, None], D_own[1][None, :])
     cheap = np.minimum(np.minimum(D[0][:, None], D[1][None, :]), ud / 2)
     res.extra.update(cheap_bound=float(cheap[off].max()), cheap_bound_without_difference=float(own_pair[off].max()),
                      refuted_by_bounds=int(np.sum(cheap[off] < tau)),

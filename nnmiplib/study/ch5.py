@@ -242,8 +242,9 @@ def eps_cells(cfg: Preset) -> list[dict]:
 
 #: Bump when the chapter's queries answer differently for the same cell (cells of older code
 #: are then recomputed). v2: top1_equivalent's second round with the branch and bound over
-#: both networks, and its per-network searches aiming at τ' only.
-PAIRS_VERSION = "pairs-v2"
+#: both networks, and its per-network searches aiming at τ' only. v3: top1_equivalent computes the
+#: difference bounds only when a pair survives the networks' own bounds.
+PAIRS_VERSION = "pairs-v3"
 
 
 def grids(cfg: Preset) -> dict:
