@@ -545,7 +545,8 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
     # the difference bounds only where they can matter: some pair survives each network's
     # own bounds and no witness is known (else they would only cost their time)
     db, td, skipped = None, 0.0, None
-    wanted = difference is True or (difference is None and original.layer_sizes == pruned.layer_sizes)
+    same_shape = original.layer_sizes == pruned.layer_sizes
+    wanted = difference is True or (difference is None and same_shape)
     if wanted and (st.witness or not np.any(own_pair[off] >= tau)):
         skipped = "witness found by the attacks" if st.witness else "every pair refuted by each network's own bounds"
     else:
@@ -670,7 +671,6 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
                 p["bound"] = min(p["bound"], dual)
         return n_bab + int(sol.nodes)
 
-    same_shape = original.layer_sizes == pruned.layer_sizes
     robust_state = [None, None]
     for rnd in (0, 1):
         phases = [("robust", [i for i in (0, 1) if engine == "auto" and robust_state[i] in (None, "undecided")], 0.5),
