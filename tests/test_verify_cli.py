@@ -331,8 +331,8 @@ def test_with_inputs_appends_the_input_exactly():
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_branch_and_bound_stage_decides_what_the_lp_cannot(tmp_path, seed):
     """Thresholds just above the true maximum (unsat) and just below it (sat) on a deeper net:
-    the LP relaxation cannot refute the first, so the branch-and-bound stage decides; the
-    MILP stage (engine='mip') gives the same answers."""
+    the cheap bounds cannot refute the first, so the branch-and-bound stage decides; the LP and
+    MILP stages (engine='mip') give the same answers."""
     net = _net(seed + 40, hidden=(16, 16, 16))
     path = net.to_onnx(tmp_path / "f.onnx", dtype="float64")
     X, h = _grid(401)
@@ -347,6 +347,9 @@ def test_branch_and_bound_stage_decides_what_the_lp_cannot(tmp_path, seed):
             res = verify(q, loaded, timeout=60, engine=engine)
             assert res.status == truth, (seed, engine, thr, res.log)
             stages += [line for line in res.log if "branch and bound" in line]
+            # the branch and bound's root replaces the LP stage; the thesis's MILP keeps it
+            if truth == "unsat":
+                assert any(line.startswith("lp:") for line in res.log) == (engine == "mip"), res.log
             if truth == "sat":
                 x = np.asarray(res.values["X"], dtype=np.float64).ravel()
                 assert float(net.forward(x) @ c) >= thr
@@ -366,7 +369,7 @@ def test_exact_stage_gives_the_time_left_to_disjuncts_cut_short(tmp_path, monkey
     thr = float((n32.forward(X) @ c).max() + _lipschitz(n32, c).sum() * h / 2 + 0.02)  # unsat
     calls = []
 
-    def fake(prob, dj, *, time_limit, seed):
+    def fake(prob, dj, *, time_limit, seed, cache=None):
         calls.append(time_limit)
         return ("timeout", None, "cut") if len(calls) == 1 else ("refuted", None, "second search")
 
