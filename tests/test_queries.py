@@ -428,3 +428,32 @@ def test_time_limit_is_a_wall_clock_budget(query):
     assert r.dual_bound is not None and np.isfinite(r.dual_bound)
     if r.verified:
         assert (r.dual_bound >= r.objective - 1e-9) if r.sense == "max" else (r.dual_bound <= r.objective + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_selection_rows_pick_the_largest_expression(seed):
+    """add_selection: maximising v under the selection rows gives max_k e_k exactly (each e_k a
+    free column in [low_k, high_k]); with a level and no column the rows are feasible iff some
+    e_k can reach it."""
+    from nnmiplib.mip.encode import MipModel
+    from nnmiplib.mip.solvers import get_backend
+
+    rng = np.random.default_rng(seed)
+    lows = rng.normal(size=4)
+    highs = lows + rng.uniform(0.1, 2.0, size=4)
+    m = MipModel()
+    e = m.add_vars(4, lows, highs)
+    top = float(highs.max()) + 1.0
+    v = int(m.add_vars(1, -10.0, top)[0])
+    y = core.add_selection(m, [{int(j): 1.0} for j in e], lows, top, v)
+    m.set_objective({v: 1.0}, "max")
+    sol = get_backend("highs")(m).solve(10)
+    assert sol.objective == pytest.approx(highs.max(), abs=1e-5)  # the MIP solver's integrality tolerance × M
+    assert np.isclose(sol.x[y], 1.0).sum() == 1 and np.isclose(sol.x[y], 0.0).sum() == 3
+    for level, feasible in ((float(highs.max()) - 1e-3, True), (float(highs.max()) + 1e-3, False)):
+        m = MipModel()
+        e = m.add_vars(4, lows, highs)
+        core.add_selection(m, [{int(j): 1.0} for j in e], lows, level, level=level)
+        m.set_objective({int(e[0]): 1.0}, "max")
+        sol = get_backend("highs")(m).solve(10)
+        assert (sol.x is not None) == feasible, (level, sol.status)

@@ -26,6 +26,7 @@ __all__ = [
     "RESULTS_VERSION",
     "START_TOL",
     "add_rows",
+    "add_selection",
     "cache_version",
     "check_class",
     "check_nets",
@@ -210,6 +211,39 @@ def add_rows(model, coefs: list[dict], lo, hi) -> None:
             c.append(int(j))
             d.append(float(v))
     model.add_rows(sp.csr_matrix((d, (r, c)), shape=(len(coefs), model.n_vars)), lo, hi)
+
+
+def add_selection(model, exprs: list[dict], lows, top: float, v: int | None = None, level: float = 0.0
+                  ) -> np.ndarray:
+    """Big-M selection rows: ``v + level ≤ e_k + M_k (1 − y_k)`` for every ``k``, ``Σ_k y_k = 1``.
+
+    Together they say ``v + level ≤ max_k e_k`` and let it hold with equality, so maximising
+    the column ``v`` maximises ``max_k e_k`` (PV's margin, max_logit_change), and without a
+    column (``v=None``) they say "some ``e_k ≥ level``" (mineps's second network).
+
+    Parameters
+    ----------
+    exprs : the ``e_k`` as ``{column: coefficient}``.
+    lows : valid lower bounds, ``e_k ≥ low_k`` on the whole domain.
+    top : an upper bound of ``v + level``; ``M_k = max(top − low_k, 0)`` makes row ``k``
+        void where ``y_k = 0``.
+    v, level : the column (or None) and a constant.
+
+    Returns the binary columns ``y`` (one per expression, in order).
+    """
+    y = model.add_vars(len(exprs), 0.0, 1.0, integer=True)
+    rows, rhs = [], []
+    for e, low, yk in zip(exprs, lows, y):
+        M = max(float(top) - float(low), 0.0)
+        row = {j: -c for j, c in e.items()}
+        row[int(yk)] = M
+        if v is not None:
+            row[int(v)] = row.get(int(v), 0.0) + 1.0
+        rows.append(row)
+        rhs.append(M - level)
+    rows.append({int(j): 1.0 for j in y})
+    add_rows(model, rows, [-np.inf] * len(exprs) + [1.0], [*rhs, 1.0])
+    return y
 
 
 def start_violation(model, v: np.ndarray) -> float:

@@ -15,6 +15,7 @@ from ..network import Network
 from . import attacks as atk
 from .core import (
     add_rows,
+    add_selection,
     check_class,
     check_nets,
     check_query_arguments,
@@ -127,16 +128,10 @@ def mineps(original: Network, pruned: Network, x0, label: int | None = None, *, 
         model.add_rows(X - e_col, -np.inf, x0)   # x − ε ≤ x0
         rows = [{int(a1[label]): 1.0, int(a1[k]): -1.0} for k in others]
         add_rows(model, rows, m1, np.inf)
-        b = model.add_vars(len(others), 0.0, 1.0, integer=True)
         lo2, hi2 = bds[1].lower[-1], bds[1].upper[-1]
-        rows, rl = [], []
-        for bk, k in zip(b, others):
-            M = max(m2 - (lo2[k] - hi2[label]), 0.0)
-            rows.append({int(a2[k]): 1.0, int(a2[label]): -1.0, int(bk): -M})
-            rl.append(m2 - M)
-        rows.append({int(j): 1.0 for j in b})
-        rl.append(1.0)
-        add_rows(model, rows, rl, np.inf)
+        # network 2: some class k ≠ label beats the label by m2
+        b = add_selection(model, [{int(a2[k]): 1.0, int(a2[label]): -1.0} for k in others],
+                          [lo2[k] - hi2[label] for k in others], m2, level=m2)
         dv = None
         if with_difference and db is not None:
             dv = add_pair_difference(model, db, hidden)

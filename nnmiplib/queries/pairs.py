@@ -35,6 +35,7 @@ from . import attacks as atk
 from .core import (
     DUAL_SAFETY,
     add_rows,
+    add_selection,
     check_nets,
     check_query_arguments,
     get_bounds,
@@ -195,19 +196,9 @@ def logit_change_model(nets, domain: Box, bds, db: DifferenceBounds | None = Non
         dv = add_pair_difference(model, db, hidden)
     vhi = float(max(np.max(np.abs(dlo)), np.max(np.abs(dhi))))
     w = int(model.add_vars(1, 0.0, vhi)[0])
-    y = model.add_vars(2 * K, 0.0, 1.0, integer=True)
-    rows, rl, rh = [], [], []
-    for k in range(K):
-        for s, yk in ((1.0, y[2 * k]), (-1.0, y[2 * k + 1])):
-            low = dlo[k] if s > 0 else -dhi[k]
-            M = max(vhi - low, 0.0)
-            rows.append({w: 1.0, int(a1[k]): -s, int(a2[k]): s, int(yk): M})
-            rl.append(-np.inf)
-            rh.append(M)
-    rows.append({int(j): 1.0 for j in y})
-    rl.append(1.0)
-    rh.append(1.0)
-    add_rows(model, rows, rl, rh)
+    signs = [(k, s) for k in range(K) for s in (1.0, -1.0)]  # y[2k]: a¹_k − a²_k, y[2k + 1]: its negative
+    y = add_selection(model, [{int(a1[k]): s, int(a2[k]): -s} for k, s in signs],
+                      [dlo[k] if s > 0 else -dhi[k] for k, s in signs], vhi, w)
     model.set_objective({w: 1.0}, "max")
 
     def fill(vec):

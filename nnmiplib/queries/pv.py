@@ -14,7 +14,7 @@ from ..mip.solvers.base import Solution, Status
 from ..network import Network, softmax
 from . import attacks as atk
 from .core import (
-    add_rows,
+    add_selection,
     check_nets,
     check_query_arguments,
     check_x0,
@@ -37,17 +37,8 @@ def _margin_max_model(model, a_cols: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     v_lo = min(lo[k] - hi[c] for k in others)
     v_hi = max(hi[k] - lo[c] for k in others)
     v = int(model.add_vars(1, v_lo, v_hi)[0])
-    y = model.add_vars(len(others), 0.0, 1.0, integer=True)
-    rows, rl, rh = [], [], []
-    for yk, k in zip(y, others):
-        M = max(v_hi - (lo[k] - hi[c]), 0.0)
-        rows.append({v: 1.0, int(a_cols[k]): -1.0, int(a_cols[c]): 1.0, int(yk): M})
-        rl.append(-np.inf)
-        rh.append(M)
-    rows.append({int(j): 1.0 for j in y})
-    rl.append(1.0)
-    rh.append(1.0)
-    add_rows(model, rows, rl, rh)
+    y = add_selection(model, [{int(a_cols[k]): 1.0, int(a_cols[c]): -1.0} for k in others],
+                      [lo[k] - hi[c] for k in others], v_hi, v)
 
     def fill(vec):
         a = vec[a_cols]
