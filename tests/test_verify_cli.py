@@ -383,3 +383,30 @@ def test_exact_stage_gives_the_time_left_to_disjuncts_cut_short(tmp_path, monkey
     monkeypatch.setattr(engine, "_bab_disjunct", lambda *a, **k: (calls.append(1), ("timeout", None, "cut"))[1])
     res = verify(parse_query(_v2_single(thr)), loaded, timeout=10, engine="bab")
     assert res.status in ("timed-out", "unknown") and len(calls) == 1 + engine.MAX_RETRIES
+
+
+def test_exact_stage_takes_the_disjunct_with_the_most_room_last(tmp_path, monkeypatch):
+    """The branch and bound searches the open disjuncts in increasing order of the slack the
+    cheap bounds leave them, so the hardest gets the time the others leave in one search."""
+    from nnmiplib.vnnlib import engine
+
+    net = _net(1)
+    loaded = {"N": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}
+    head = "".join(f"(declare-const X_{i} Real)\n" for i in range(2))
+    head += "".join(f"(declare-const Y_{i} Real)\n" for i in range(3))
+    head += "".join(f"(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(2))
+    # disjunct 0 leaves much room (a low threshold), disjunct 1 little, disjunct 2 some
+    text = head + "(assert (or (and (>= Y_0 (+ Y_1 -5.0))) (and (>= Y_0 (+ Y_2 50.0))) (and (>= Y_1 (+ Y_2 0.0)))))\n"
+    order = []
+
+    def fake(prob, dj, *, time_limit, seed, cache=None):
+        order.append(dj.index)
+        return "refuted", None, "fake"
+
+    monkeypatch.setattr(engine, "_bab_disjunct", fake)
+    monkeypatch.setattr(engine, "_refuted_by_range", lambda *a: False)
+    monkeypatch.setattr(engine, "_attack", lambda *a, **k: None)
+    res = verify(parse_query(text), loaded, timeout=30, engine="bab")
+    assert res.status == "unsat" and sorted(order) == [0, 1, 2], res.log
+    rooms = {dj.index: dj._room for dj in res.problem.disjuncts}
+    assert order == sorted(order, key=rooms.get) and order[-1] == 0 and order[0] == 1, (order, rooms)

@@ -87,6 +87,21 @@ def _refuted_by_range(dj: Disjunct, rlo, rhi, margin) -> bool:
     return False
 
 
+def _room(dj: Disjunct, rlo, rhi, margin) -> float:
+    """How far the cheap bounds leave the disjunct from refuted: the largest common normalised
+    slack ``min_i (d_i + m_i − row_i) / s_i`` they allow (negative: refuted). The exact stage
+    takes the disjuncts in increasing order of it, so that the hardest one comes last and
+    gets whatever time the others leave, in one search instead of a restart."""
+    *_, scale = _rows(dj)
+    room = np.inf
+    for i, op in enumerate(dj.ops):
+        r = dj.d[i] + margin[i] - rlo[i]
+        if op == "==":
+            r = min(r, rhi[i] - dj.d[i] + margin[i])
+        room = min(room, r / scale[i])
+    return float(room)
+
+
 def _attack(prob: Problem, dj: Disjunct, rng, n_samples=256, steps=40, restarts=6, starts=None):
     """Sampling + signed-gradient descent on the largest normalised violation."""
     from ..queries.attacks import input_gradient
@@ -349,6 +364,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
         if _refuted_by_range(dj, rlo, rhi, margin):
             dj.status, dj.how = "refuted", "bounds"
         else:
+            dj._room = _room(dj, rlo, rhi, margin)
             open_.append(dj)
         if dl.over():
             return _finish(res, "timed-out", t0)
@@ -368,6 +384,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     # the LP relaxation on the cheap bounds and far cheaper (256x6 MNIST: 0.5 s against 7 s per
     # disjunct), so the LP stage runs only before the thesis's MILP or alone
     stages = ["lp", "milp"] if use_milp and engine == "mip" else (["milp"] if use_milp else ["lp"])
+    open_.sort(key=lambda dj: dj._room)
     retries = 0
     while stages:
         stage = stages.pop(0)
