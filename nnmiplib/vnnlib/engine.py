@@ -30,6 +30,10 @@ TIGHTEN_ABOVE = 100
 #: this many seconds are left, at most MAX_RETRIES times (a search restarts from its root)
 RETRY_ABOVE = 2.0
 MAX_RETRIES = 2
+#: Adam steps on α, β per batch of children in the branch and bound (the search's default is
+#: 12; 6 closed more on 2 cores: 256x4 MNIST ε = 0.02, a row left at dual bound 0.119 after
+#: 60 s against 0.192, a 256x6 row proven in 3.5 s against 3.9 s)
+BAB_ITERATIONS = 6
 
 
 @dataclass
@@ -247,6 +251,19 @@ def with_inputs(net: Network, lo: np.ndarray) -> Network:
     return Network(Ws, bs)
 
 
+def _cores() -> int:
+    """Torch threads for the branch and bound of one query (the command runs one query per
+    process): the cores this process may use, at most 4. Measured on 2 cores, 256x4 MNIST
+    ε = 0.02: 49 000 nodes in 30 s with 2 threads against 32 000 with 1."""
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 4))
+
+
 def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, cache: dict | None = None):
     """Branch and bound (:mod:`nnmiplib.bab`) on ``max_x min_i slack_i(x)`` of the disjunct's rows.
 
@@ -288,6 +305,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     tau = _tolerance(dj, b if spec is net else dj._bounds, scale)
     strict = any(o == "<" for o in dj.ops)
     r = solve(spec, dj.lo, dj.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], groups=np.zeros(len(C), dtype=int),
+              threads=_cores(), iterations=BAB_ITERATIONS,
               threshold=-tau, witness=0.0 if strict else -1e-12, time_limit=max(time_limit, 0.05), refine=False,
               seed=seed, split_rows=False)
     how = f"branch and bound: {r.status} after {r.nodes} nodes, dual bound {r.dual_bound:.3g}"
