@@ -19,12 +19,15 @@ widened outward by one ulp when a division rounds) plus linear rows over ``(z, y
 **Engine** (:func:`verify`), per disjunct, cheapest first: empty box → cheap bounds
 (naive ∩ interval ∩ CROWN, plus CROWN on the network whose last layer is replaced by the
 constraint rows) → attacks (sampling, signed-gradient descent on the largest normalised
-violation) → LP relaxation → LP bound tightening (Algorithm 3, above
+violation) → with the default engine, the branch and bound over ReLU phases
+(:mod:`nnmiplib.bab`, α-CROWN intermediate bounds once per box, the open disjuncts in
+increasing order of the slack the cheap bounds leave them, every core of the process);
+with ``engine="mip"``, LP relaxation → LP bound tightening (Algorithm 3, above
 :data:`TIGHTEN_ABOVE` unstable neurons) → MILP (thesis model 1.1–1.8) maximising the
 common slack ``t`` of the normalised rows.
 
 **Soundness.** ``unsat`` only if every disjunct is refuted: empty box, a bound range
-beyond the threshold, an LP/MILP dual bound ``t* < −τ`` (τ = 1e-6 plus terms relative to
+beyond the threshold, a branch-and-bound or LP/MILP dual bound ``t* < −τ`` (τ = 1e-6 plus terms relative to
 the row constants and output magnitudes, covering solver tolerances), or solver
 infeasibility. Strict inequalities are relaxed to ``≤`` for refutation (refuting the
 closure refutes the strict set) and kept strict for witnesses. For element types
