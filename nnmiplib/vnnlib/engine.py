@@ -325,7 +325,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     phases (``engine="bab"``, the default ``"auto"``: :mod:`nnmiplib.bab` on α-CROWN
     intermediate bounds computed once per input box) or the LP relaxation and then the
     MILP of the thesis's model 1.1–1.8 (``engine="mip"``). ``unsat`` only
-    when every disjunct is refuted by a bound or a MILP dual bound beyond the
+    when every disjunct is refuted by a bound or a branch-and-bound or MILP dual bound beyond the
     threshold (plus the floating-point margin of :func:`fp_error_bound` for float
     element types) or by MILP infeasibility. Strict inequalities are relaxed to ``≤``
     for refutation (refuting the closure refutes the strict set) and kept strict when a
