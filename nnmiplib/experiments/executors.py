@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from ..machine import n_cores
 from .cache import to_json
 
 logger = logging.getLogger("nnmiplib.experiments")
@@ -52,13 +53,6 @@ def execute_cell(fn: Callable[..., Mapping], params: dict) -> tuple:
     except Exception as exc:  # noqa: BLE001  (recorded, never dropped)
         err = {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
         return ("error", err, time.perf_counter() - t0, where)
-
-
-def n_cores() -> int:
-    """Cores this process may use (its CPU affinity where the OS tells)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _watch_parent(parent: int) -> None:
