@@ -62,7 +62,9 @@ __all__ = [
     "pair_difference",
     "report_difference",
     "segment_search",
+    "timed_pair_difference",
     "top1_equivalent",
+    "wants_difference",
 ]
 
 log = logging.getLogger("nnmiplib.queries")
@@ -77,14 +79,25 @@ def pair_difference(nets, domain: Box, bds, difference) -> DifferenceBounds | No
     """
     if difference is not None and not isinstance(difference, (bool, np.bool_)):
         raise ValueError(f"difference must be True, False or None (automatic), got {difference!r}")
-    if difference is False:
-        return None
-    if nets[0].layer_sizes != nets[1].layer_sizes:
-        if difference:
-            raise ValueError(f"difference bounds pair neurons one to one: layer sizes differ "
-                             f"({nets[0].layer_sizes} vs {nets[1].layer_sizes})")
+    if difference and nets[0].layer_sizes != nets[1].layer_sizes:
+        raise ValueError(f"difference bounds pair neurons one to one: layer sizes differ "
+                         f"({nets[0].layer_sizes} vs {nets[1].layer_sizes})")
+    if not wants_difference(difference, nets):
         return None
     return difference_bounds(nets[0], nets[1], domain, bounds=tuple(bds))
+
+
+def wants_difference(difference, nets) -> bool:
+    """Whether a pair query uses difference bounds: asked for (True), or automatic (None) and
+    the two networks have the same layer sizes."""
+    return bool(difference) or (difference is None and nets[0].layer_sizes == nets[1].layer_sizes)
+
+
+def timed_pair_difference(nets, domain: Box, bds, difference) -> tuple[DifferenceBounds | None, float]:
+    """:func:`pair_difference` and the seconds it took."""
+    t = time.perf_counter()
+    db = pair_difference(nets, domain, bds, difference)
+    return db, time.perf_counter() - t
 
 
 def check_difference(difference, nets, **flags) -> None:
@@ -104,9 +117,7 @@ def pair_bounds(nets, domain: Box, bounds, bounds_method: str, difference):
     """``(bounds, seconds, difference bounds or None, seconds)``: each network's bounds
     (:func:`~nnmiplib.queries.core.get_bounds`), then :func:`pair_difference` from them."""
     bds, tb = get_bounds(nets, domain, bounds, bounds_method)
-    t = time.perf_counter()
-    db = pair_difference(nets, domain, bds, difference)
-    return bds, tb, db, time.perf_counter() - t
+    return (bds, tb, *timed_pair_difference(nets, domain, bds, difference))
 
 
 def add_pair_difference(model, db: DifferenceBounds, hidden: bool = False) -> DiffVars:
@@ -537,13 +548,10 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
     # own bounds and no witness is known (else they would only cost their time)
     db, td, skipped = None, 0.0, None
     same_shape = original.layer_sizes == pruned.layer_sizes
-    wanted = difference is True or (difference is None and same_shape)
-    if wanted and (st.witness or not np.any(own_pair[off] >= tau)):
+    if wants_difference(difference, nets) and (st.witness or not np.any(own_pair[off] >= tau)):
         skipped = "witness found by the attacks" if st.witness else "every pair refuted by each network's own bounds"
     else:
-        t = time.perf_counter()
-        db = pair_difference(nets, domain, bds, difference)
-        td = time.perf_counter() - t
+        db, td = timed_pair_difference(nets, domain, bds, difference)
     res.extra.update(difference=db is not None, difference_time=td, difference_skipped=skipped)
     if db is not None:
         res.extra["difference_bounds"] = difference_summary(db)
