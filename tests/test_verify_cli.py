@@ -69,11 +69,15 @@ def _v2_single(thr, dtype="float32"):
             + BOX2 + f"(assert (>= (- Y[0,0] Y[0,1]) {thr!r}))\n")
 
 
-def _v1_single(thr):
+def _v1_head():
+    """VNN-LIB 1.0 declarations of X_0, X_1 in [−1, 1] and Y_0..Y_2."""
     head = "".join(f"(declare-const X_{i} Real)\n" for i in range(2))
     head += "".join(f"(declare-const Y_{i} Real)\n" for i in range(3))
-    head += "".join(f"(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(2))
-    return head + f"(assert (or (and (>= Y_0 (+ Y_1 {thr!r})))))\n"
+    return head + "".join(f"(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(2))
+
+
+def _v1_single(thr):
+    return _v1_head() + f"(assert (or (and (>= Y_0 (+ Y_1 {thr!r})))))\n"
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -392,9 +396,7 @@ def test_exact_stage_takes_the_disjunct_with_the_most_room_last(tmp_path, monkey
 
     net = _net(1)
     loaded = {"N": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}
-    head = "".join(f"(declare-const X_{i} Real)\n" for i in range(2))
-    head += "".join(f"(declare-const Y_{i} Real)\n" for i in range(3))
-    head += "".join(f"(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(2))
+    head = _v1_head()
     # disjunct 0 leaves much room (a low threshold), disjunct 1 little, disjunct 2 some
     text = head + "(assert (or (and (>= Y_0 (+ Y_1 -5.0))) (and (>= Y_0 (+ Y_2 50.0))) (and (>= Y_1 (+ Y_2 0.0)))))\n"
     order = []
