@@ -77,11 +77,7 @@ def pair_difference(nets, domain: Box, bds, difference) -> DifferenceBounds | No
     ``difference``: None (automatic: used when the layer sizes agree), True (required: a
     ``ValueError`` if the shapes differ) or False (not used).
     """
-    if difference is not None and not isinstance(difference, (bool, np.bool_)):
-        raise ValueError(f"difference must be True, False or None (automatic), got {difference!r}")
-    if difference and nets[0].layer_sizes != nets[1].layer_sizes:
-        raise ValueError(f"difference bounds pair neurons one to one: layer sizes differ "
-                         f"({nets[0].layer_sizes} vs {nets[1].layer_sizes})")
+    check_difference(difference, nets)
     if not wants_difference(difference, nets):
         return None
     return difference_bounds(nets[0], nets[1], domain, bounds=tuple(bds))
@@ -109,8 +105,8 @@ def check_difference(difference, nets, **flags) -> None:
         if not isinstance(v, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {v!r}")
     if difference and nets[0].layer_sizes != nets[1].layer_sizes:
-        raise ValueError(f"difference=True needs networks of one shape ({nets[0].layer_sizes} vs "
-                         f"{nets[1].layer_sizes})")
+        raise ValueError(f"difference=True needs networks of one shape (difference bounds pair neurons one "
+                         f"to one): {nets[0].layer_sizes} vs {nets[1].layer_sizes}")
 
 
 def pair_bounds(nets, domain: Box, bounds, bounds_method: str, difference):
