@@ -1,11 +1,12 @@
 """What the machine gives this process: :func:`n_cores`, shared by the grid runner (worker
-processes) and the verifier (threads of one search)."""
+processes) and the verifier (threads of one search), and :func:`available_memory`, which sizes
+the branch and bound's queue."""
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["n_cores"]
+__all__ = ["available_memory", "n_cores"]
 
 
 def n_cores() -> int:
@@ -13,3 +14,22 @@ def n_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations without swapping, or None if unknown.
+
+    Linux's ``MemAvailable`` (free memory plus the page cache it can reclaim) where
+    ``/proc/meminfo`` exists, else the free physical pages ``os.sysconf`` reports.
+    """
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None

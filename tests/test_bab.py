@@ -200,6 +200,21 @@ def test_a_small_node_cap_still_gives_a_valid_bound():
     assert r.status in ("node_limit", "optimal", "time_limit")
 
 
+def test_node_budget_is_the_queues_share_of_memory():
+    from nnmiplib.bab.search import QUEUE_MEMORY, node_budget
+    from nnmiplib.machine import available_memory
+
+    assert available_memory() is None or available_memory() > 0
+    per_node = 16 * 9 * 3000 + 3000  # 9 rows (the softmax form) on 3000 neurons, no own bounds
+    assert node_budget(9, [3000], own_bounds=False, memory=2**20) == max(2_000, QUEUE_MEMORY[0] // per_node)
+    assert node_budget(9, [3000], own_bounds=False, memory=2**40) == QUEUE_MEMORY[1] // per_node
+    assert node_budget(9, [3000], own_bounds=False, memory=16 * 2**30) == 4 * 2**30 // per_node
+    # a node with its own bounds takes more memory: fewer of them
+    assert node_budget(1, [800, 800], own_bounds=True, memory=16 * 2**30) < node_budget(
+        1, [800, 800], own_bounds=False, memory=16 * 2**30)
+    assert node_budget(1, [2], own_bounds=False, memory=2**40) == 2_000_000  # capped
+
+
 def test_affine_network_is_solved_exactly():
     """No hidden layer: the search still runs and its bound is the box maximum of each row."""
     W, b = np.array([[2.0, -1.0], [0.5, 0.25]]), np.array([-1.0, 0.0])

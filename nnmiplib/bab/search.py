@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..machine import available_memory
 from . import relax as R
 
 __all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]
@@ -432,7 +433,8 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
     batch : nodes expanded per step (default: by network size).
     root_iterations, iterations : Adam steps on α, β at the root and per batch of children.
     k_candidates : look-ahead width of the branching (1: the score alone).
-    max_nodes : cap on open nodes (default: by memory, about 1 GB of α, β).
+    max_nodes : cap on open nodes (default: :func:`node_budget`, a quarter of the available
+        memory, 1–8 GiB).
     attack_starts : gradient-ascent starts at the root.
     threads : torch threads (default 1: small batches lose more to thread start-up than they gain).
     initial_points : inputs to offer as incumbents first (e.g. a reference image).
@@ -551,6 +553,25 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
                                                       "incumbent_source": primal.source, "split_rows": True})
 
 
+QUEUE_MEMORY = (2**30, 8 * 2**30)  # bytes the open nodes may take: a quarter of what is available, clamped
+
+
+def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = None) -> int:
+    """Open nodes the queue may hold: the queue's share of ``memory`` (default: what
+    :func:`nnmiplib.machine.available_memory` reports) over a node's bytes — α and β (float64,
+    one per row and neuron), its decisions (int8) and, with ``own_bounds``, its own bounds.
+
+    The share is a quarter of the available memory, at least 1 GiB and at most 8 GiB
+    (a second search or the solver's own memory keep the rest); the cap is 2 000–2 000 000
+    nodes.
+    """
+    n = int(sum(sizes))
+    per_node = 16 * int(n_rows) * n + n + (16 * n if own_bounds else 0)
+    memory = available_memory() if memory is None else int(memory)
+    share = QUEUE_MEMORY[0] if memory is None else min(max(memory // 4, QUEUE_MEMORY[0]), QUEUE_MEMORY[1])
+    return int(max(2_000, min(2_000_000, share // max(per_node, 1))))
+
+
 def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
            iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
            witness=None, leaf=None, links=None):
@@ -559,9 +580,8 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
     links = None if links is None else layers.reduce_links(links)
     n_rows = layers.n_rows
-    per_node = 16 * n_rows * sum(layers.sizes) + 2 * sum(layers.sizes)  # bytes of α, β, splits
     if max_nodes is None:
-        max_nodes = int(max(2_000, min(500_000, 1e9 / max(per_node, 1))))
+        max_nodes = node_budget(n_rows, layers.sizes, own_bounds=refine or links is not None)
     if batch is None:
         work = n_rows * sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)  # flops per node per pass
         if refine:  # re-tightening bounds every free neuron of the deeper layers again
