@@ -54,10 +54,15 @@ def _instance(args):
            "class": int(np.argmax(net.forward(x0)))}
     for eng in engines:
         if form == "softmax":
+            # the query's ``tol`` is the relative gap for "bab" and the absolute one for "mip"
             r = nm.queries.max_output_change(net, box, x0, bounds=b, form="softmax", time_limit=time_limit,
                                              engine=eng, tol=GAP if eng == "bab" else GAP / 10)
-            answer = "gap ≤ 1 %" if r.gap is not None and r.gap <= GAP else "open"
-            answer = "abs gap ≤ 1e-3" if answer == "open" and r.dual_bound - r.objective <= ABS_GAP else answer
+            if r.gap is not None and r.gap <= GAP:
+                answer = "gap ≤ 1 %"
+            elif r.objective is not None and r.dual_bound - r.objective <= ABS_GAP:
+                answer = "abs gap ≤ 1e-3"
+            else:
+                answer = "open"
         else:
             r = nm.queries.max_output_change(net, box, x0, bounds=b, form="margin", time_limit=time_limit,
                                              engine=eng, decide=not optimise)
