@@ -31,7 +31,7 @@ bounds hundreds of nodes with a few large matrix products.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -146,7 +146,9 @@ class NodeBatch:
     ``split[k]``: int8 tensor ``(N, n_k)`` with ``+1`` active, ``−1`` inactive, ``0`` free;
     ``alpha[k]``: ``(N, R, n_k)`` lower slopes; ``beta[k]``: ``(N, R, n_k)`` multipliers of
     the decisions (zero where free); ``lower``/``upper``: per-node intermediate bounds
-    ``(N, n_k)`` once :func:`refine` has tightened them (None: the shared ones of ``Layers``).
+    ``(N, n_k)`` once :func:`refine` has tightened them (None: the shared ones of ``Layers``);
+    ``rows``: per-node objective rows ``(N, R, K)`` over the outputs, for a batch whose nodes
+    bound different quantities (None: the shared ``Layers.C``; ``Layers.d`` is added either way).
     """
 
     split: list
@@ -154,6 +156,7 @@ class NodeBatch:
     beta: list
     lower: list | None = None
     upper: list | None = None
+    rows: object = None
 
     @property
     def n(self) -> int:
@@ -162,7 +165,8 @@ class NodeBatch:
     def take(self, idx) -> NodeBatch:
         own = self.lower is not None
         return NodeBatch([s[idx] for s in self.split], [a[idx] for a in self.alpha], [b[idx] for b in self.beta],
-                         [x[idx] for x in self.lower] if own else None, [x[idx] for x in self.upper] if own else None)
+                         [x[idx] for x in self.lower] if own else None, [x[idx] for x in self.upper] if own else None,
+                         None if self.rows is None else self.rows[idx])
 
     def bounds(self, layers: Layers, k: int):
         """``(lower, upper)`` of hidden layer ``k`` for these nodes (their own, or the shared ones)."""
@@ -181,10 +185,13 @@ class NodeBatch:
             if raise_missing:
                 raise ValueError("NodeBatch.cat: mix of nodes with and without their own bounds; "
                                  "use NodeBatch.with_bounds first")
+        if len({b.rows is None for b in batches}) > 1:
+            raise ValueError("NodeBatch.cat: mix of nodes with and without their own objective rows")
         cat = lambda lists: [torch.cat(z) for z in zip(*lists)]
         return NodeBatch(cat([b.split for b in batches]), cat([b.alpha for b in batches]),
                          cat([b.beta for b in batches]), cat([b.lower for b in batches]) if own else None,
-                         cat([b.upper for b in batches]) if own else None)
+                         cat([b.upper for b in batches]) if own else None,
+                         torch.cat([b.rows for b in batches]) if batches and batches[0].rows is not None else None)
 
     def with_bounds(self, layers: Layers) -> NodeBatch:
         """The same nodes carrying their own copies of the intermediate bounds."""
@@ -192,7 +199,7 @@ class NodeBatch:
             return self
         lo = [x.expand(self.n, -1).clone() for x in layers.lower]
         up = [x.expand(self.n, -1).clone() for x in layers.upper]
-        return NodeBatch(self.split, self.alpha, self.beta, lo, up)
+        return replace(self, lower=lo, upper=up)
 
     @staticmethod
     def root(layers: Layers, n: int = 1) -> NodeBatch:
@@ -243,10 +250,11 @@ def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lam
     N, R, L = nodes.n, layers.n_rows, layers.depth
     ctx = torch.enable_grad() if need_grad else torch.no_grad()
     with ctx:
-        Lam = layers.C.expand(N, R, -1) @ layers.W[L]  # (N, R, n_L): coefficients on h^L
-        c = (layers.C @ layers.b[L] + layers.d).expand(N, R).clone()
+        C = layers.C.expand(N, R, -1) if nodes.rows is None else nodes.rows
+        Lam = C @ layers.W[L]  # (N, R, n_L): coefficients on h^L
+        c = (C @ layers.b[L] + layers.d).expand(N, R).clone()
         with torch.no_grad():
-            cmag = (layers.C.abs() @ layers.b[L].abs() + layers.d.abs()).expand(N, R).clone()
+            cmag = (C.abs() @ layers.b[L].abs() + layers.d.abs()).expand(N, R).clone()
         lams = [None] * L
         for k in range(L - 1, -1, -1):  # hidden layer k+1: h = ReLU(a), a = W^k h^k + b^k
             if keep_lambdas:
@@ -301,7 +309,7 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
     alpha = [a.detach().clone().requires_grad_(True) for a in nodes.alpha]
     beta = [b.detach().clone().requires_grad_(True) for b in nodes.beta]
     params = [*alpha, *beta]
-    work = NodeBatch(nodes.split, alpha, beta, nodes.lower, nodes.upper)
+    work = replace(nodes, alpha=alpha, beta=beta)
     # Adam by hand (torch.optim's first use imports the compiler stack: seconds)
     m1 = [torch.zeros_like(p) for p in params]
     m2 = [torch.zeros_like(p) for p in params]
@@ -328,7 +336,7 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
                 a.clamp_(0.0, 1.0)
             for b in beta:
                 b.clamp_(min=0.0)
-    done = NodeBatch(nodes.split, [a.detach() for a in alpha], [b.detach() for b in beta], nodes.lower, nodes.upper)
+    done = replace(nodes, alpha=[a.detach() for a in alpha], beta=[b.detach() for b in beta])
     return ub, done
 
 
@@ -366,7 +374,7 @@ def imply(layers: Layers, nodes: NodeBatch, links: list) -> tuple[NodeBatch, obj
         l, u, *_ = phase_relaxation(lowers[k], uppers[k], nodes.split[k])
         empty |= (l > u).any(1)
         uppers[k] = torch.maximum(uppers[k], lowers[k])  # keep crossings valid; the node is empty
-    return NodeBatch(nodes.split, nodes.alpha, nodes.beta, lowers, uppers), empty
+    return replace(nodes, lower=lowers, upper=uppers), empty
 
 
 def refine(layers: Layers, nodes: NodeBatch, first: int = 1) -> tuple[NodeBatch, object]:
@@ -389,7 +397,7 @@ def refine(layers: Layers, nodes: NodeBatch, first: int = 1) -> tuple[NodeBatch,
     empty = torch.zeros(N, dtype=torch.bool)
     xmag = torch.maximum(layers.lo.abs(), layers.hi.abs())
     for m in range(max(first, 1), layers.depth):
-        cur = NodeBatch(nodes.split, nodes.alpha, nodes.beta, lowers, uppers)
+        cur = replace(nodes, lower=lowers, upper=uppers)
         *_, free = phase_relaxation(lowers[m], uppers[m], nodes.split[m])
         counts = free.sum(1)
         M = int(counts.max()) if N else 0
@@ -427,4 +435,4 @@ def refine(layers: Layers, nodes: NodeBatch, first: int = 1) -> tuple[NodeBatch,
             new_l[idx_n, order] = cl
             empty |= (new_l > new_u).any(1)
             uppers[m], lowers[m] = torch.maximum(new_u, new_l), new_l  # keep crossings valid; node is empty
-    return NodeBatch(nodes.split, nodes.alpha, nodes.beta, lowers, uppers), empty
+    return replace(nodes, lower=lowers, upper=uppers), empty

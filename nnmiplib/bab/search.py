@@ -314,7 +314,7 @@ def _input_coefficients(layers, nodes):
 
     N, R_, L = nodes.n, layers.n_rows, layers.depth
     with torch.no_grad():
-        Lam = layers.C.expand(N, R_, -1) @ layers.W[L]
+        Lam = (layers.C.expand(N, R_, -1) if nodes.rows is None else nodes.rows) @ layers.W[L]
         for k in range(L - 1, -1, -1):
             _l, _u, su, _tu, lin, free = R.phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
             su, lin, free = su[:, None, :], lin[:, None, :], free[:, None, :]

@@ -1,0 +1,96 @@
+"""Tightened intermediate bounds (nnmiplib.bab.tighten): never exclude a reachable activation
+(against the exact MILP range and a grid), never loosen what they were given, and tighten
+what α-CROWN leaves; nodes bounding different rows side by side give each row's own bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from random_nets import rnet
+
+import nnmiplib as nm
+from nnmiplib.bab import relax
+from nnmiplib.bab.tighten import tighten, tighten_layer
+from nnmiplib.bounds import alpha_bounds, compute_bounds, interval_bounds
+
+
+def grid2(n=201):
+    g = np.linspace(0.0, 1.0, n)
+    return np.array(np.meshgrid(g, g)).reshape(2, -1).T
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tightened_bounds_contain_the_exact_range_and_tighten_alpha(seed):
+    net = rnet([2, 10, 10, 10, 3], seed)
+    dom = nm.domains.unit_box(2)
+    a = alpha_bounds(net, dom)
+    lower, upper, stats = tighten(net, dom.lo, dom.hi, a.lower, a.upper, time_limit=6.0)
+    assert [s["layer"] for s in stats] == [1, 2]
+    exact = compute_bounds(net, dom, method="milp", time_limit=120, n_jobs=1, progress=False)
+    pre = net.preactivations(grid2())
+    for m in range(net.depth + 1):
+        # never looser than given; the first layer and the logits are not touched
+        assert np.all(lower[m] >= a.lower[m]) and np.all(upper[m] <= a.upper[m])
+        if m in (0, net.depth):
+            assert np.array_equal(lower[m], a.lower[m]) and np.array_equal(upper[m], a.upper[m])
+            continue
+        # sound: the MILP's range (solved to its 1e-6 gap here: its bounds are that close to the
+        # exact ones) and every grid point inside
+        # (on the neurons tightened: those α-CROWN leaves unstable)
+        tol = 1e-5 * (1 + np.abs(exact.lower[m]) + np.abs(exact.upper[m]))
+        j = (a.lower[m] < 0) & (a.upper[m] > 0)
+        assert j.any()
+        assert np.all(lower[m][j] <= (exact.lower[m] + tol)[j]) and np.all(upper[m][j] >= (exact.upper[m] - tol)[j])
+        assert np.all(lower[m] <= pre[m].min(0) + 1e-9) and np.all(upper[m] >= pre[m].max(0) - 1e-9)
+    width = lambda lo, up: sum(float(np.sum(u - l)) for l, u in zip(lo[1:-1], up[1:-1]))
+    assert width(lower, upper) < 0.97 * width(a.lower, a.upper)
+
+
+def test_sign_proofs_make_neurons_stable_and_are_counted():
+    net = rnet([2, 12, 12, 3], 5)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    r = tighten_layer(net, dom.lo, dom.hi, b.lower, b.upper, 1, time_limit=5.0)
+    unstable_before = (b.lower[1] < 0) & (b.upper[1] > 0)
+    now_stable = unstable_before & ((r["upper"] <= 0) | (r["lower"] >= 0))
+    assert r["neurons"] == int(unstable_before.sum()) and r["stable"] == int(now_stable.sum())
+    pre = net.preactivations(grid2())[1]
+    assert np.all(r["lower"] <= pre.min(0) + 1e-9) and np.all(r["upper"] >= pre.max(0) - 1e-9)
+    assert r["nodes"] >= 2 * r["neurons"] and r["seconds"] <= 5.0 + 2.0
+
+
+def test_a_short_time_limit_still_gives_sound_bounds_and_bad_layers_are_refused():
+    net = rnet([2, 16, 16, 16, 3], 7)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    lower, upper, _ = tighten(net, dom.lo, dom.hi, b.lower, b.upper, time_limit=0.05)
+    pre = net.preactivations(grid2(101))
+    for m in range(net.depth):
+        assert np.all(lower[m] <= pre[m].min(0) + 1e-9) and np.all(upper[m] >= pre[m].max(0) - 1e-9)
+    for bad in (0, net.depth):
+        with pytest.raises(ValueError, match="layer must lie"):
+            tighten_layer(net, dom.lo, dom.hi, b.lower, b.upper, bad, time_limit=1.0)
+
+
+def test_per_node_rows_give_each_rows_own_bound():
+    """A batch whose nodes carry their own objective rows bounds each as a batch of that row alone."""
+    net = rnet([2, 8, 8, 4], 2)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C = np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.5, 0.0, -1.0], [-1.0, 0.0, 1.0, 0.0]])
+    shared = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C[:1], np.zeros(1))
+    nodes = relax.NodeBatch.root(shared, 3)
+    nodes.rows = torch.as_tensor(C)[:, None, :]
+    rng = np.random.default_rng(0)
+    for k, s in enumerate(shared.sizes):
+        nodes.split[k] = torch.as_tensor(rng.choice([-1, 0, 1], size=(3, s)).astype(np.int8))
+    got, _ = relax.optimise(shared, nodes, iterations=0)
+    for r in range(3):
+        alone = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C[r:r + 1], np.zeros(1))
+        one = nodes.take([r])
+        one.rows = None
+        want, _ = relax.optimise(alone, one, iterations=0)
+        assert torch.allclose(got[r], want[0], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="objective rows"):
+        relax.NodeBatch.cat([nodes.take([0]), relax.NodeBatch.root(shared, 1)])
