@@ -357,15 +357,16 @@ def test_branch_and_bound_stage_decides_what_the_lp_cannot(tmp_path, seed):
             if truth == "sat":
                 x = np.asarray(res.values["X"], dtype=np.float64).ravel()
                 assert float(net.forward(x) @ c) >= thr
-    assert any("branch and bound: refuted" in s for s in stages)  # the LP left it open; the search closed it
+    assert any("refuted (branch and bound:" in s for s in stages)  # the LP left it open; the search closed it
 
 
 def test_exact_stage_gives_the_time_left_to_disjuncts_cut_short(tmp_path, monkeypatch):
     """A disjunct whose share of the time ran out is searched again with what the others left,
-    and the answer follows that second search; without a deadline nothing is repeated."""
+    and the answer follows that second search; without a deadline nothing is repeated (one
+    hidden layer: no first look, no tightening, see the next test)."""
     from nnmiplib.vnnlib import engine
 
-    net = _net(0)
+    net = _net(0, hidden=(8,))
     loaded = {"f": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}
     n32 = _f32(net)
     X, h = _grid()
@@ -373,7 +374,7 @@ def test_exact_stage_gives_the_time_left_to_disjuncts_cut_short(tmp_path, monkey
     thr = float((n32.forward(X) @ c).max() + _lipschitz(n32, c).sum() * h / 2 + 0.02)  # unsat
     calls = []
 
-    def fake(prob, dj, *, time_limit, seed, cache=None):
+    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0):
         calls.append(time_limit)
         return ("timeout", None, "cut") if len(calls) == 1 else ("refuted", None, "second search")
 
@@ -389,6 +390,37 @@ def test_exact_stage_gives_the_time_left_to_disjuncts_cut_short(tmp_path, monkey
     assert res.status in ("timed-out", "unknown") and len(calls) == 1 + engine.MAX_RETRIES
 
 
+def test_deep_networks_get_a_first_look_then_tightened_bounds(tmp_path, monkeypatch):
+    """On a network of two or more hidden layers with a timeout, the branch and bound first
+    looks at each open disjunct with QUICK_SHARE of its time; what stays open gets its box's
+    intermediate bounds tightened once (TIGHTEN_SHARE of the time left), then is searched
+    with what remains. Without a timeout there is one search and no tightening."""
+    from nnmiplib.vnnlib import engine
+
+    net = _net(3, hidden=(8, 8))
+    loaded = {"f": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}
+    calls = []
+
+    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0):
+        calls.append((time_limit, tighten))
+        return ("timeout", None, "cut") if len(calls) == 1 else ("refuted", None, "tightened")
+
+    monkeypatch.setattr(engine, "_bab_disjunct", fake)
+    monkeypatch.setattr(engine, "_refuted_by_range", lambda *a: False)
+    monkeypatch.setattr(engine, "_attack", lambda *a, **k: None)
+    res = verify(parse_query(_v2_single(1e6)), loaded, timeout=20, engine="bab")
+    assert res.status == "unsat" and len(calls) == 2, res.log
+    (quick, t0), (search, t1) = calls
+    assert t0 == 0.0 and quick <= engine.QUICK_SHARE * 20 + 1e-9
+    # (the fake takes no time: all 20 s are still left after the first look)
+    assert engine.TIGHTEN_SHARE * 20 - 1.0 <= t1 <= engine.TIGHTEN_SHARE * 20 + 1e-9
+    assert search + t1 <= 20 + 1e-9 and search >= (1 - engine.TIGHTEN_SHARE) * 20 - 1.0
+    assert any("tightened" in line for line in res.log) and any("first look" in line for line in res.log)
+    calls.clear()
+    res = verify(parse_query(_v2_single(1e6)), loaded, timeout=None, engine="bab")
+    assert len(calls) == 1 and calls[0][1] == 0.0, calls
+
+
 def test_exact_stage_takes_the_disjunct_with_the_most_room_last(tmp_path, monkeypatch):
     """The branch and bound searches the open disjuncts in increasing order of the slack the
     cheap bounds leave them, so the hardest gets the time the others leave in one search."""
@@ -401,7 +433,7 @@ def test_exact_stage_takes_the_disjunct_with_the_most_room_last(tmp_path, monkey
     text = head + "(assert (or (and (>= Y_0 (+ Y_1 -5.0))) (and (>= Y_0 (+ Y_2 50.0))) (and (>= Y_1 (+ Y_2 0.0)))))\n"
     order = []
 
-    def fake(prob, dj, *, time_limit, seed, cache=None):
+    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0):
         order.append(dj.index)
         return "refuted", None, "fake"
 
