@@ -409,7 +409,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
           root_iterations: int = 60, iterations: int = 12, k_candidates: int = 4, max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
           initial_points=None, split_rows: bool | None = None, refine: bool = False,
-          witness: float | None = None, leaf=None, links=None) -> BabResult:
+          witness: float | None = None, leaf=None, links=None, tighten: float = 0.0) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -446,6 +446,10 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         (:func:`nnmiplib.bab.relax.refine`): tighter nodes at a cost per node that grows with
         depth. Without it the given bounds are the Big-M constants of every node's
         relaxation (an exact solve of the thesis's MIP with those constants).
+    tighten : share of the time limit spent, when the root leaves some row open, tightening
+        the intermediate bounds first (:func:`nnmiplib.bab.tighten.tighten`; the tree then
+        starts from them). Only with ``split_rows``, a time limit and two or more hidden
+        layers; 0 (default): the given bounds are used as they are.
     links : per hidden layer ``None`` or ``(i, j, dl, du)`` (index arrays and bounds, full
         indices): ``dl ≤ a_i − a_j ≤ du`` holds on the whole box; every child's bounds of linked
         neurons are then tightened from each other's (:func:`nnmiplib.bab.relax.imply`), e.g.
@@ -471,13 +475,15 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         W, b = net.weights[0], net.biases[0]
         net = Network([np.eye(lo.size), W], [-lo, b + W @ lo], name=net.name)
         lower, upper = [np.zeros(lo.size)], [hi - lo]
+    if not 0.0 <= float(tighten) < 1.0:
+        raise ValueError(f"tighten is a share of the time limit in [0, 1), got {tighten!r}")
     if links is not None and len(links) != len(lower):
         raise ValueError(f"links must hold one entry per hidden layer ({len(lower)}), got {len(links)}")
     args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine)
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
-                                  initial_points, t0, links=links)
+                                  initial_points, t0, links=links, tighten=tighten)
         return _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
                       t0, witness=witness, leaf=leaf, links=links)
     finally:
@@ -485,7 +491,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
 
 
 def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed, initial_points, t0,
-                   links=None):
+                   links=None, tighten=0.0):
     """:func:`solve` one row at a time (every group a single row): see ``split_rows``."""
     import torch
 
@@ -514,9 +520,20 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
             starts[0] = primal.x if primal.x is not None else (lo + hi) / 2
             primal.offer(one.ascend(starts, steps=60), f"attack on row {int(r)}")
+    gap = lambda v: max(abs_gap, rel_gap * abs(v))
+    tightened = None
+    open_rows = root_ub > (threshold if threshold is not None else primal.value + gap(primal.value))
+    if (tighten > 0 and deadline is not None and len(lower) >= 2 and open_rows.any()
+            and not (threshold is not None and primal.value > threshold)):
+        from .tighten import tighten as tighten_bounds
+
+        left = deadline - time.perf_counter()
+        lower, upper, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left)
+        layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
+        again, _ = R.optimise(layers, R.NodeBatch.root(layers), iterations=root_iterations, deadline=deadline)
+        root_ub = np.minimum(root_ub, again[0].numpy())
     traj = [(time.perf_counter() - t0, float(max(root_ub.max(), primal.value)), primal.value)]
     duals, nodes, status, parts = root_ub.copy(), 1, None, {}
-    gap = lambda v: max(abs_gap, rel_gap * abs(v))
     for r in np.argsort(-root_ub):
         if threshold is not None and primal.value > threshold:
             status = "violated"
@@ -550,7 +567,8 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     del torch
     return BabResult(status, primal.value if primal.x is not None else None, primal.x, dual, nodes,
                      time.perf_counter() - t0, traj, {"rows": parts, "root_bounds": root_ub.tolist(),
-                                                      "incumbent_source": primal.source, "split_rows": True})
+                                                      "incumbent_source": primal.source, "split_rows": True,
+                                                      **({"tightened": tightened} if tightened else {})})
 
 
 QUEUE_MEMORY = (2**30, 8 * 2**30)  # bytes the open nodes may take: a quarter of what is available, clamped

@@ -171,6 +171,8 @@ def tighten(net: Network, lo, hi, lower, upper, *, time_limit: float, layers=Non
     in order by :func:`tighten_layer`, the time shared evenly among the layers still to do
     (what a layer leaves passes on).
 
+    ``threads``: torch threads for the search (None: as they are set).
+
     Returns ``(lower, upper, stats)``: new lists of float64 arrays (the given ones for the
     other layers, the logits included) and one stats dict per layer tightened.
     """
@@ -181,7 +183,7 @@ def tighten(net: Network, lo, hi, lower, upper, *, time_limit: float, layers=Non
     upper = [np.array(x, dtype=np.float64) for x in upper]
     todo = list(range(1, net.depth)) if layers is None else [int(m) for m in layers]
     prev = torch.get_num_threads()
-    torch.set_num_threads(int(threads or 1))
+    torch.set_num_threads(int(threads or prev))
     stats = []
     try:
         for i, m in enumerate(todo):

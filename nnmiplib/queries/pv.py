@@ -72,8 +72,10 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
 
     ``engine``: ``"bab"`` (and ``"auto"``, the default) — branch and bound over ReLU phases
     (:mod:`nnmiplib.bab`) with the given bounds as the intermediate bounds of every node's
-    relaxation, re-tightened per node when ``refine`` (with ``refine=False`` it is an exact
-    solve of the thesis's Big-M MIP with those constants); the softmax form is bounded at
+    relaxation, re-tightened per node when ``refine`` — in the margin form also tightened
+    once before the search by a batched branch and bound over the hidden neurons
+    (:data:`BAB_TIGHTEN` of the time, when the root leaves a class open) — and with
+    ``refine=False`` an exact solve of the thesis's Big-M MIP with those constants; the softmax form is bounded at
     each node from the node's bounds on the logit differences
     (:class:`~nnmiplib.bab.SoftmaxL1Objective`) and optimised to the relative gap ``tol``;
     ``"mip"`` — the thesis's Big-M model solved by ``solver`` (the softmax form through its
@@ -163,6 +165,10 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
 
 #: relative gap at which the branch and bound calls the margin optimum found
 BAB_REL_GAP = 1e-4
+#: with ``refine`` (the margin form, networks of two or more hidden layers, a time limit):
+#: share of the time spent tightening the intermediate bounds once the root leaves a class
+#: open (:func:`nnmiplib.bab.tighten.tighten`)
+BAB_TIGHTEN = 0.5
 
 
 def _softmax_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, tol, attack, rng, refine) -> Result:
@@ -227,7 +233,7 @@ def _margin_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, margin, decide, 
     r = solve(net, domain.lo, domain.hi, C, np.zeros(K - 1), lower=bd.lower[:-1], upper=bd.upper[:-1],
               threshold=margin if decide else None, rel_gap=BAB_REL_GAP, abs_gap=1e-6, time_limit=left,
               attack_starts=64 if attack else 0, seed=int(seed), refine=refine,
-              initial_points=x0[None] if domain.contains(x0) else None)
+              initial_points=x0[None] if domain.contains(x0) else None, tighten=BAB_TIGHTEN if refine else 0.0)
     res = Result("pv-margin", "max", solver="bab", margin=margin)
     res.nodes, res.dual_bound = int(r.nodes), float(r.dual_bound)
     if r.x is not None and domain.contains(r.x, DOMAIN_TOL):
