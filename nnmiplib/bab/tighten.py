@@ -35,6 +35,7 @@ import numpy as np
 
 from ..network import Network
 from . import relax as R
+from .neurons import _truncate
 
 __all__ = ["tighten", "tighten_layer"]
 
@@ -51,14 +52,6 @@ class _Rows:
     @staticmethod
     def value(ub):
         return ub[:, 0]
-
-
-def _truncate(net: Network, layer: int, rows: np.ndarray) -> Network:
-    """The network whose outputs are the pre-activations ``rows`` of affine layer ``layer``."""
-    W, B = list(net.weights[:layer]), list(net.biases[:layer])
-    W.append(net.weights[layer][rows])
-    B.append(net.biases[layer][rows])
-    return Network(W, B)
 
 
 def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit: float, batch: int = 256,
