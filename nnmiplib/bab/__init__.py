@@ -3,9 +3,12 @@
 - :mod:`~nnmiplib.bab.relax` — upper bounds of objective rows for a batch of nodes (phase
   decisions), the lower-relaxation slopes α and the split multipliers β optimised by
   projected Adam; sound in float64 with the cheap bounds' outward widening;
-- :mod:`~nnmiplib.bab.search` — the anytime search: filtered look-ahead branching,
-  gradient-ascent incumbents re-checked in float64, exact LPs at leaves, a chunked
-  best-first queue bounded in memory;
+- :mod:`~nnmiplib.bab.branch` — branching: BaBSR-type scores, filtered look-ahead, children;
+- :mod:`~nnmiplib.bab.tighten` — tighter intermediate bounds: one batched search over every
+  unstable neuron of a layer (both sides), nodes of different neurons side by side;
+- :mod:`~nnmiplib.bab.search` — the anytime search: gradient-ascent incumbents re-checked
+  in float64, exact LPs at leaves, a chunked best-first queue bounded in memory, optionally
+  tightened intermediate bounds first;
 - :mod:`~nnmiplib.bab.neurons` — single-neuron bounds (the Bounder's MILPs) by the search;
 - :mod:`~nnmiplib.bab.pair` — the search over a network and its copy stacked into one, each
   neuron's bounds linked to its copy's by the difference bounds.
@@ -14,5 +17,7 @@
 from .neurons import neuron_bounds
 from .pair import solve_pair, stack
 from .search import BabResult, GroupObjective, SoftmaxL1Objective, group_value, solve
+from .tighten import tighten
 
-__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "neuron_bounds", "solve", "solve_pair", "stack"]
+__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "neuron_bounds", "solve", "solve_pair",
+           "stack", "tighten"]

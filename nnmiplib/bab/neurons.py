@@ -18,16 +18,9 @@ import numpy as np
 
 from ..network import Network
 from .search import solve
+from .tighten import truncate
 
 __all__ = ["neuron_bounds"]
-
-
-def _truncate(net: Network, layer: int, rows: np.ndarray) -> Network:
-    """The network whose outputs are the pre-activations ``rows`` of affine layer ``layer``."""
-    W, B = list(net.weights[:layer]), list(net.biases[:layer])
-    W.append(net.weights[layer][rows])
-    B.append(net.biases[layer][rows])
-    return Network(W, B)
 
 
 def neuron_bounds(net: Network, lo, hi, lower, upper, layer: int, neurons=None, *, time_limit: float | None = 20.0,
@@ -72,7 +65,7 @@ def neuron_bounds(net: Network, lo, hi, lower, upper, layer: int, neurons=None, 
            "best_lower": np.full(idx.size, np.nan), "best_upper": np.full(idx.size, np.nan),
            "status": [], "seconds": [], "nodes": []}
     for i, j in enumerate(idx):
-        sub = _truncate(net, layer, np.array([j]))
+        sub = truncate(net, layer, np.array([j]))
         st, sec, nod = [None, None], [0.0, 0.0], [0, 0]
         for s, sign in (("upper", 1.0), ("lower", -1.0)):
             if s not in sides:

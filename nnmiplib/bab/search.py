@@ -44,6 +44,7 @@ import numpy as np
 
 from ..machine import available_memory
 from . import relax as R
+from .branch import children, choose
 
 __all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]
 
@@ -235,70 +236,6 @@ def _free_count(layers, nodes) -> object:
         *_, free = R.phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
         n += free.sum(-1)
     return n
-
-
-def _scores(layers, nodes, lams, worst_row):
-    """Per hidden layer ``(N, n_k)`` BaBSR-type scores of the free neurons (−inf elsewhere)."""
-    import torch
-
-    out = []
-    idx = torch.arange(nodes.n)
-    for k in range(layers.depth):
-        l, u, _su, tu, _lin, free = R.phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
-        lam = lams[k][idx, worst_row]  # (N, n_k): coefficient on h^{k+1} for the node's worst row
-        s = lam.clamp(min=0.0) * tu + 1e-3 * lam.abs() * torch.minimum(u, -l).clamp(min=0.0)
-        out.append(torch.where(free, s, torch.full_like(s, -math.inf)))
-    return out
-
-
-def _children(nodes, layer_of, index_of, which):
-    """Two children per node: the decision ``(layer_of[n], index_of[n])`` set to +1 and −1."""
-    import torch
-
-    kids = nodes.take(torch.arange(nodes.n).repeat_interleave(2))
-    sign = torch.tensor([1, -1], dtype=torch.int8).repeat(nodes.n)
-    rows = torch.arange(2 * nodes.n)
-    for k in range(len(kids.split)):
-        sel = (layer_of.repeat_interleave(2) == k) & which.repeat_interleave(2)
-        if sel.any():
-            s = kids.split[k].clone()
-            s[rows[sel], index_of.repeat_interleave(2)[sel]] = sign[sel]
-            kids.split[k] = s
-    return kids
-
-
-def _choose(layers, nodes, ub, obj, k_candidates):
-    """Branching decision per node: ``(layer, index, has_free)`` by filtered look-ahead."""
-    import torch
-
-    _, _, lams = R.bound(layers, nodes, keep_lambdas=True)
-    worst = obj.worst(ub)
-    scores = _scores(layers, nodes, lams, worst)
-    flat = torch.cat(scores, dim=1)  # (N, Σ n_k)
-    sizes = layers.sizes
-    offsets = np.cumsum([0, *sizes])
-    has = torch.isfinite(flat).any(1)
-    k = max(1, min(k_candidates, flat.shape[1]))
-    top = flat.topk(k, dim=1)
-    best_layer = torch.zeros(nodes.n, dtype=torch.int64)
-    best_index = torch.zeros(nodes.n, dtype=torch.int64)
-    best_val = torch.full((nodes.n,), math.inf, dtype=torch.float64)
-    for j in range(k):
-        cand = top.indices[:, j]
-        ok = torch.isfinite(top.values[:, j]) & has
-        layer = torch.as_tensor(np.searchsorted(offsets, cand.numpy(), side="right") - 1)
-        index = cand - torch.as_tensor(offsets)[layer]
-        if k == 1:
-            best_layer, best_index = layer, index
-            break
-        kids = _children(nodes, layer, index, ok)
-        val, mag, _ = R.bound(layers, kids)
-        v = obj.value(R.certified(val, mag)).view(nodes.n, 2).max(1).values
-        better = ok & (v < best_val)
-        best_val = torch.where(better, v, best_val)
-        best_layer = torch.where(better, layer, best_layer)
-        best_index = torch.where(better, index, best_index)
-    return best_layer, best_index, has
 
 
 def _input_vertices(layers, nodes, worst):
@@ -720,7 +657,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
             push(nodes, rows_ub, depth)  # back to the queue: they stay open in the dual bound
             status = "time_limit"
             break
-        layer, index, has_free = _choose(layers, nodes, rows_ub, obj, k_candidates)
+        layer, index, has_free = choose(layers, nodes, rows_ub, obj, k_candidates)
         leaves = ~has_free
         if leaves.any():  # every phase known: solve the node exactly
             for n in torch.nonzero(leaves).flatten().tolist():
@@ -735,7 +672,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
             nodes, rows_ub, depth, layer, index = (nodes.take(has_free), rows_ub[has_free], depth[has_free],
                                                    layer[has_free], index[has_free])
         if nodes.n:
-            kids = _children(nodes, layer, index, torch.ones(nodes.n, dtype=torch.bool))
+            kids = children(nodes, layer, index, torch.ones(nodes.n, dtype=torch.bool))
             parent_ub = rows_ub.repeat_interleave(2, 0)
             kdepth = depth.repeat_interleave(2) + 1
             if links is not None:

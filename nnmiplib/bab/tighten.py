@@ -35,9 +35,17 @@ import numpy as np
 
 from ..network import Network
 from . import relax as R
-from .neurons import _truncate
+from .branch import children, choose
 
-__all__ = ["tighten", "tighten_layer"]
+__all__ = ["tighten", "tighten_layer", "truncate"]
+
+
+def truncate(net: Network, layer: int, rows: np.ndarray) -> Network:
+    """The network whose outputs are the pre-activations ``rows`` of affine layer ``layer``."""
+    W, B = list(net.weights[:layer]), list(net.biases[:layer])
+    W.append(net.weights[layer][rows])
+    B.append(net.biases[layer][rows])
+    return Network(W, B)
 
 
 class _Rows:
@@ -78,8 +86,6 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
     """
     import torch
 
-    from .search import _children, _choose
-
     t0 = time.perf_counter()
     if not 1 <= layer < net.depth:
         raise ValueError(f"layer must lie in 1..{net.depth - 1} (the hidden layers after the first), got {layer}")
@@ -92,7 +98,7 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         return out
     deadline = t0 + float(time_limit)
     K = idx.size
-    sub = _truncate(net, layer, idx)
+    sub = truncate(net, layer, idx)
     lay = R.Layers.build(sub, lower[:layer], upper[:layer], lo, hi, np.eye(K)[:1], np.zeros(1))
     eye = torch.eye(K, dtype=torch.float64)
     rows = torch.cat([eye, -eye])[:, None, :]  # targets 0..K−1: max a_j; K..2K−1: max −a_j
@@ -125,13 +131,13 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         cand = cand[torch.argsort(expanded[cand], stable=True)][:batch]
         pick = worst[cand]
         parents = pool.take(pick)
-        layer_of, index_of, has_free = _choose(lay, parents, ub[pick][:, None], obj, k_candidates)
+        layer_of, index_of, has_free = choose(lay, parents, ub[pick][:, None], obj, k_candidates)
         leaf[pick[~has_free]] = True
         go = has_free
         if not bool(go.any()):
             continue
         pick, parents = pick[go], parents.take(go)
-        kids = _children(parents, layer_of[go], index_of[go], torch.ones(int(go.sum()), dtype=torch.bool))
+        kids = children(parents, layer_of[go], index_of[go], torch.ones(int(go.sum()), dtype=torch.bool))
         kub, kids = R.optimise(lay, kids, iterations=iterations, best=ub[pick].repeat_interleave(2)[:, None],
                                stop_below=torch.zeros(kids.n), deadline=deadline)
         kub = kub[:, 0]
