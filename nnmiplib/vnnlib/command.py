@@ -125,8 +125,9 @@ def add_parser(subparsers) -> None:
                    help="MILP backend: highs, gurobi or scip if installed (non-standard option)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks (non-standard option)")
     p.add_argument("--engine", choices=("auto", "bab", "mip"), default="auto",
-                   help="after bounds, attacks and the LP: branch and bound over ReLU phases (auto, bab) or "
-                        "the thesis's Big-M MILP (mip) (non-standard option)")
+                   help="after bounds and attacks: branch and bound over ReLU phases, on deep networks with "
+                        "the intermediate bounds tightened first (auto, bab), or the LP and the thesis's Big-M "
+                        "MILP (mip) (non-standard option)")
     p.set_defaults(func=verify_main)
     s = subparsers.add_parser("supports", help="report capabilities (VNN-LIB 2.0 standard, section 5.4)")
     g = s.add_mutually_exclusive_group(required=True)

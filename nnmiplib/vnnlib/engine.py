@@ -338,7 +338,10 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     CROWN on the network extended by the constraint rows) → attacks (sampling, PGD) →
     with the remaining time split over the open disjuncts, the branch and bound over ReLU
     phases (``engine="bab"``, the default ``"auto"``: :mod:`nnmiplib.bab` on α-CROWN
-    intermediate bounds computed once per input box) or the LP relaxation and then the
+    intermediate bounds computed once per input box; with a timeout and two or more hidden
+    layers, a first look at each disjunct with :data:`QUICK_SHARE` of its time, then the
+    box's intermediate bounds tightened by :func:`nnmiplib.bab.tighten.tighten` with
+    :data:`TIGHTEN_SHARE` of the time left, then the search on them) or the LP relaxation and then the
     MILP of the thesis's model 1.1–1.8 (``engine="mip"``). ``unsat`` only
     when every disjunct is refuted by a bound or a branch-and-bound or MILP dual bound beyond the
     threshold (plus the floating-point margin of :func:`fp_error_bound` for float
