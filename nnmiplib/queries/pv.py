@@ -75,8 +75,8 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     relaxation, re-tightened per node when ``refine`` — in the margin form also tightened
     once before the search by a batched branch and bound over the hidden neurons
     (:data:`BAB_TIGHTEN` of the time, when the root leaves a class open) — and with
-    ``refine=False`` an exact solve of the thesis's Big-M MIP with those constants; the softmax form is bounded at
-    each node from the node's bounds on the logit differences
+    ``refine=False`` an exact solve of the thesis's Big-M MIP with those constants; the
+    softmax form is bounded at each node from the node's bounds on the logit differences
     (:class:`~nnmiplib.bab.SoftmaxL1Objective`) and optimised to the relative gap ``tol``;
     ``"mip"`` — the thesis's Big-M model solved by ``solver`` (the softmax form through its
     PWL relaxation). ``extra["engine"]`` says which answered; with ``"bab"``,
