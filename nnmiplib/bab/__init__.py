@@ -4,7 +4,7 @@
   decisions), the lower-relaxation slopes α and the split multipliers β optimised by
   projected Adam; sound in float64 with the cheap bounds' outward widening;
 - :mod:`~nnmiplib.bab.branch` — branching: BaBSR-type scores, filtered look-ahead, children;
-- :mod:`~nnmiplib.bab.tighten` — tighter intermediate bounds: one batched search over every
+- :mod:`~nnmiplib.bab.tightening` — tighter intermediate bounds: one batched search over every
   unstable neuron of a layer (both sides), nodes of different neurons side by side;
 - :mod:`~nnmiplib.bab.search` — the anytime search: gradient-ascent incumbents re-checked
   in float64, exact LPs at leaves, a chunked best-first queue bounded in memory, optionally
@@ -17,7 +17,7 @@
 from .neurons import neuron_bounds
 from .pair import solve_pair, stack
 from .search import BabResult, GroupObjective, SoftmaxL1Objective, group_value, solve
-from .tighten import tighten
+from .tightening import tighten
 
 __all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "neuron_bounds", "solve", "solve_pair",
            "stack", "tighten"]

@@ -1,7 +1,7 @@
 """Branching of the ReLU branch and bound: which free neuron a node splits on, and its two children.
 
 Shared by the search over one objective (:mod:`nnmiplib.bab.search`) and the batched
-tightening of many neurons' bounds (:mod:`nnmiplib.bab.tighten`). The objective ``obj``
+tightening of many neurons' bounds (:mod:`nnmiplib.bab.tightening`). The objective ``obj``
 is anything with ``value(rows_ub)`` and ``worst(rows_ub)`` (the row a node's score reads).
 """
 

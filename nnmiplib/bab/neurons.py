@@ -18,7 +18,7 @@ import numpy as np
 
 from ..network import Network
 from .search import solve
-from .tighten import truncate
+from .tightening import truncate
 
 __all__ = ["neuron_bounds"]
 

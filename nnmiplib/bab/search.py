@@ -45,6 +45,7 @@ import numpy as np
 from ..machine import available_memory
 from . import relax as R
 from .branch import children, choose
+from .tightening import tighten as tighten_bounds
 
 __all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]
 
@@ -384,7 +385,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         depth. Without it the given bounds are the Big-M constants of every node's
         relaxation (an exact solve of the thesis's MIP with those constants).
     tighten : share of the time limit spent, when the root leaves some row open, tightening
-        the intermediate bounds first (:func:`nnmiplib.bab.tighten.tighten`; the tree then
+        the intermediate bounds first (:func:`nnmiplib.bab.tightening.tighten`; the tree then
         starts from them). Only with ``split_rows``, a time limit and two or more hidden
         layers; 0 (default): the given bounds are used as they are.
     links : per hidden layer ``None`` or ``(i, j, dl, du)`` (index arrays and bounds, full
@@ -462,8 +463,6 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     open_rows = root_ub > (threshold if threshold is not None else primal.value + gap(primal.value))
     if (tighten > 0 and deadline is not None and len(lower) >= 2 and open_rows.any()
             and not (threshold is not None and primal.value > threshold)):
-        from .tighten import tighten as tighten_bounds
-
         left = deadline - time.perf_counter()
         lower, upper, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left)
         layers = R.Layers.build(net, lower, upper, lo, hi, C, d)

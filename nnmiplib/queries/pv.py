@@ -167,7 +167,7 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
 BAB_REL_GAP = 1e-4
 #: with ``refine`` (the margin form, networks of two or more hidden layers, a time limit):
 #: share of the time spent tightening the intermediate bounds once the root leaves a class
-#: open (:func:`nnmiplib.bab.tighten.tighten`)
+#: open (:func:`nnmiplib.bab.tightening.tighten`)
 BAB_TIGHTEN = 0.5
 
 

@@ -36,7 +36,7 @@ MAX_RETRIES = 2
 BAB_ITERATIONS = 6
 #: the branch and bound's first pass over the open disjuncts takes this share of each one's
 #: time; on a network of two or more hidden layers, what stays open then gets its
-#: intermediate bounds tightened (:func:`nnmiplib.bab.tighten.tighten`) with TIGHTEN_SHARE of
+#: intermediate bounds tightened (:func:`nnmiplib.bab.tightening.tighten`) with TIGHTEN_SHARE of
 #: the time left. Measured on 256x4 MNIST, ε = 0.03, image 3: 30 s of tightening took the
 #: hardest row's root bound from 5.96 to 0.66 (it was still at 2.04 after 60 s of search on
 #: the α-CROWN bounds; 0.5 s on the tightened ones)
@@ -278,7 +278,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     caller). The α-CROWN intermediate bounds depend only on the box (and on whether the rows
     read the inputs), so ``cache`` keeps them for the other disjuncts and for a second search.
     ``tighten`` > 0: first spend that many seconds tightening them
-    (:func:`nnmiplib.bab.tighten.tighten`, once per box: cached too; not counted in ``time_limit``).
+    (:func:`nnmiplib.bab.tightening.tighten`, once per box: cached too; not counted in ``time_limit``).
     Returns ``(verdict, x, why)`` like :func:`_solve_disjunct`.
     """
     from ..bab import solve
@@ -312,7 +312,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     lower, upper = b.lower, b.upper
     if spec.depth >= 2 and (tighten > 0 or key + b"tight" in cache):
         if key + b"tight" not in cache:
-            from ..bab.tighten import tighten as tighten_bounds
+            from ..bab.tightening import tighten as tighten_bounds
 
             cache[key + b"tight"] = tighten_bounds(spec, dj.lo, dj.hi, b.lower, b.upper, time_limit=tighten,
                                                    threads=_cores())
@@ -340,7 +340,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     phases (``engine="bab"``, the default ``"auto"``: :mod:`nnmiplib.bab` on α-CROWN
     intermediate bounds computed once per input box; with a timeout and two or more hidden
     layers, a first look at each disjunct with :data:`QUICK_SHARE` of its time, then the
-    box's intermediate bounds tightened by :func:`nnmiplib.bab.tighten.tighten` with
+    box's intermediate bounds tightened by :func:`nnmiplib.bab.tightening.tighten` with
     :data:`TIGHTEN_SHARE` of the time left, then the search on them) or the LP relaxation and then the
     MILP of the thesis's model 1.1–1.8 (``engine="mip"``). ``unsat`` only
     when every disjunct is refuted by a bound or a branch-and-bound or MILP dual bound beyond the

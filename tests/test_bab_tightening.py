@@ -1,4 +1,4 @@
-"""Tightened intermediate bounds (nnmiplib.bab.tighten): never exclude a reachable activation
+"""Tightened intermediate bounds (nnmiplib.bab.tightening): never exclude a reachable activation
 (against the exact MILP range and a grid), never loosen what they were given, and tighten
 what α-CROWN leaves; nodes bounding different rows side by side give each row's own bound."""
 
@@ -11,7 +11,7 @@ from random_nets import rnet
 
 import nnmiplib as nm
 from nnmiplib.bab import relax
-from nnmiplib.bab.tighten import tighten, tighten_layer
+from nnmiplib.bab.tightening import tighten, tighten_layer
 from nnmiplib.bounds import alpha_bounds, compute_bounds, interval_bounds
 
 
@@ -113,3 +113,18 @@ def test_search_after_tightening_reaches_the_brute_force_maximum():
     assert r.status == "optimal" and r.value >= truth - 1e-3 * (1 + abs(truth))
     with pytest.raises(ValueError, match="share of the time limit"):
         solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=1, tighten=1.0)
+
+
+def test_a_full_queue_stops_the_layer_with_sound_bounds(monkeypatch):
+    from nnmiplib.bab import tightening as T
+
+    net = rnet([2, 16, 16, 3], 6)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    free = T.tighten_layer(net, dom.lo, dom.hi, b.lower, b.upper, 1, time_limit=2.0)
+    monkeypatch.setattr(T, "MEMORY", 1)  # the roots alone fill it: no round runs
+    capped = T.tighten_layer(net, dom.lo, dom.hi, b.lower, b.upper, 1, time_limit=2.0)
+    assert capped["rounds"] == 0 and capped["nodes"] == 2 * capped["neurons"] and free["rounds"] > 0
+    pre = net.preactivations(grid2())[1]
+    for r in (free, capped):
+        assert np.all(r["lower"] <= pre.min(0) + 1e-9) and np.all(r["upper"] >= pre.max(0) - 1e-9)

@@ -37,7 +37,11 @@ from ..network import Network
 from . import relax as R
 from .branch import children, choose
 
-__all__ = ["tighten", "tighten_layer", "truncate"]
+__all__ = ["MEMORY", "tighten", "tighten_layer", "truncate"]
+
+#: bytes the open nodes of one layer's search may take (α, β, decisions, objective row); a
+#: layer whose queue reaches it stops there with the bounds proven so far
+MEMORY = 2**31
 
 
 def truncate(net: Network, layer: int, rows: np.ndarray) -> Network:
@@ -74,7 +78,8 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         earlier ones are the constants of every node's relaxation, this layer's say which
         neurons are unstable (``lower < 0 < upper``) and are never loosened.
     layer : affine layer ``1 .. net.depth − 1`` (layer 0 is exact by interval arithmetic).
-    time_limit : seconds for the whole layer.
+    time_limit : seconds for the whole layer (it also stops when its open nodes would take
+        more than :data:`MEMORY` bytes).
     batch : targets expanded per round.
     k_candidates, root_iterations, iterations : as in :func:`nnmiplib.bab.solve`.
 
@@ -118,7 +123,8 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         best = best.scatter_reduce(0, tid, ub, reduce="amax")
         return torch.maximum(best, closed)
 
-    while time.perf_counter() < deadline:
+    per_node = 17 * sum(lay.sizes) + 8 * K
+    while time.perf_counter() < deadline and pool.n * per_node < MEMORY:
         bnd = target_bounds()
         # a target's worst node: the first node whose bound is its target's bound
         worst = torch.full((2 * K,), -1, dtype=torch.int64)
