@@ -282,6 +282,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     Returns ``(verdict, x, why)`` like :func:`_solve_disjunct`.
     """
     from ..bab import solve
+    from ..bab import tighten as tighten_bounds
     from ..bounds import compute_bounds
     from ..domains import Box
 
@@ -309,14 +310,10 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     if key not in cache:
         cache[key] = compute_bounds(spec, Box(dj.lo, dj.hi), method="alpha", progress=False)
     b = cache[key]
-    lower, upper = b.lower, b.upper
-    if spec.depth >= 2 and (tighten > 0 or key + b"tight" in cache):
-        if key + b"tight" not in cache:
-            from ..bab.tightening import tighten as tighten_bounds
-
-            cache[key + b"tight"] = tighten_bounds(spec, dj.lo, dj.hi, b.lower, b.upper, time_limit=tighten,
-                                                   threads=_cores())
-        lower, upper, _ = cache[key + b"tight"]
+    tight = key + b"tight"
+    if tighten > 0 and tight not in cache and spec.depth >= 2:
+        cache[tight] = tighten_bounds(spec, dj.lo, dj.hi, b.lower, b.upper, time_limit=tighten, threads=_cores())
+    lower, upper = cache[tight][:2] if tight in cache else (b.lower, b.upper)
     tau = _tolerance(dj, b if spec is net else dj._bounds, scale)
     strict = any(o == "<" for o in dj.ops)
     r = solve(spec, dj.lo, dj.hi, C, d, lower=lower[:-1], upper=upper[:-1], groups=np.zeros(len(C), dtype=int),
@@ -427,14 +424,14 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     if stages == ["milp"] and engine != "mip" and net.depth >= 2 and dl.end is not None:
         stages = ["quick", "milp"]
     open_.sort(key=lambda dj: dj._room)
-    retries, tightened = 0, False
+    retries, tightened = 0, "quick" not in stages  # the box is tightened once, after the first look
     while stages:
         stage = stages.pop(0)
         by_bab = stage in ("quick", "milp") and engine != "mip"
         stage_name = ("branch and bound, first look" if stage == "quick" else "branch and bound") if by_bab else stage
         still, cut = [], []
         tighten = 0.0
-        if stage == "milp" and by_bab and not tightened and net.depth >= 2 and dl.end is not None:
+        if stage == "milp" and not tightened:
             tighten, tightened = TIGHTEN_SHARE * dl.left(), True
         for i, dj in enumerate(open_):
             if dl.over():
