@@ -128,3 +128,65 @@ def test_a_full_queue_stops_the_layer_with_sound_bounds(monkeypatch):
     pre = net.preactivations(grid2())[1]
     for r in (free, capped):
         assert np.all(r["lower"] <= pre.min(0) + 1e-9) and np.all(r["upper"] >= pre.max(0) - 1e-9)
+
+
+def test_stop_ends_the_tightening_with_the_bounds_proven_so_far():
+    """``stop`` sees whole, sound lists (one array per affine layer, within the given bounds);
+    its True ends the search there, and what is returned is still sound."""
+    net = rnet([2, 16, 16, 16, 3], 8)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    pre = net.preactivations(grid2())
+    seen = []
+
+    def stop(lower, upper):
+        assert len(lower) == len(upper) == net.depth + 1
+        for m in range(net.depth + 1):
+            assert np.all(lower[m] >= b.lower[m]) and np.all(upper[m] <= b.upper[m])
+            assert np.all(lower[m] <= pre[m].min(0) + 1e-9) and np.all(upper[m] >= pre[m].max(0) - 1e-9)
+        seen.append(len(seen))
+        return len(seen) == 2
+
+    lower, upper, stats = tighten(net, dom.lo, dom.hi, b.lower, b.upper, time_limit=30.0, stop=stop, first_check=0.0)
+    assert len(seen) == 2 and stats[-1]["stopped"] and sum(s["seconds"] for s in stats) < 30.0
+    assert all(not s["stopped"] for s in stats[:-1])
+    for m in range(net.depth):
+        assert np.all(lower[m] <= pre[m].min(0) + 1e-9) and np.all(upper[m] >= pre[m].max(0) - 1e-9)
+    # never asked before first_check: a long first_check means no question at all
+    asked = []
+    tighten(net, dom.lo, dom.hi, b.lower, b.upper, time_limit=1.0, stop=lambda lo, up: asked.append(1) or True,
+            first_check=60.0)
+    assert asked == []
+
+
+def test_a_decision_ends_the_tightening_early_and_the_bounds_come_back(monkeypatch):
+    """``solve(threshold=…, tighten=…)``: once the bounds tightened so far decide every row (root
+    bound or a short search), the tightening stops instead of spending its whole share; the
+    tightened bounds are returned (``BabResult.bounds``) and are sound on the box."""
+    from nnmiplib.bab import solve
+    from nnmiplib.bab import tightening as T
+
+    net = rnet([2, 10, 10, 10, 3], 4)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]]), np.zeros(2)
+    rows = net.forward(grid2(401)) @ C.T + d
+    truth = float(rows.max())
+    root = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=1, max_nodes=2,
+                 attack_starts=0)
+    level = truth + 0.02 * (rows.max() - rows.min())
+    assert max(root.stats["root_bounds"]) > level  # the root alone does not decide it
+    monkeypatch.setattr(T, "FIRST_CHECK", 0.0)  # this small net's layers would close within the default
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], threshold=level, time_limit=60,
+              tighten=0.9)
+    assert r.status == "proved" and r.dual_bound <= level
+    assert r.stats["tightened"][-1]["stopped"] and r.time < 0.9 * 60
+    lower, upper = r.bounds
+    pre = net.preactivations(grid2())
+    assert len(lower) == net.depth
+    for m in range(net.depth):
+        assert np.all(lower[m] >= b.lower[m]) and np.all(upper[m] <= b.upper[m])
+        assert np.all(lower[m] <= pre[m].min(0) + 1e-9) and np.all(upper[m] >= pre[m].max(0) - 1e-9)
+    # no tightening asked: no bounds come back
+    assert solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], threshold=level,
+                 time_limit=5).bounds is None

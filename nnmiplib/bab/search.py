@@ -51,6 +51,10 @@ __all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "
 
 log = logging.getLogger(__name__)
 
+#: seconds of search (shared by the open rows) with which :func:`solve` asks, while it tightens the
+#: intermediate bounds, whether the bounds proven so far already decide the query
+PROBE = 1.0
+
 
 @dataclass
 class BabResult:
@@ -60,7 +64,9 @@ class BabResult:
     with ``F > threshold`` found), ``"optimal"`` (gap closed), ``"time_limit"``,
     ``"node_limit"``. ``value``/``x``: the incumbent (``F`` in float64) or None;
     ``dual_bound``: a proven upper bound on ``max F``; ``nodes``: nodes bounded;
-    ``trajectory``: ``(seconds, dual_bound, incumbent)`` after each batch.
+    ``trajectory``: ``(seconds, dual_bound, incumbent)`` after each batch. ``bounds``: when the
+    search tightened the intermediate bounds first (``tighten``), the ``(lower, upper)`` lists it
+    got (sound on the whole box: a caller may keep them for its next query there), else None.
     """
 
     status: str
@@ -71,6 +77,7 @@ class BabResult:
     time: float
     trajectory: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    bounds: tuple | None = None
 
 
 def group_value(rows: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -444,9 +451,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
         starts[0] = (lo + hi) / 2
         primal.offer(primal.ascend(starts, steps=30), "attack")
-    layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
-    root_ub, _ = R.optimise(layers, R.NodeBatch.root(layers), iterations=root_iterations)
-    root_ub = root_ub[0].numpy()
+    root_ub = _root_bound(net, lo, hi, C, d, lower, upper, root_iterations, None)
     if attack_starts:  # a targeted ascent per open row: the joint one follows only the largest row
         for r in np.argsort(-root_ub):
             floor = threshold if threshold is not None else primal.value
@@ -459,17 +464,40 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             starts[0] = primal.x if primal.x is not None else (lo + hi) / 2
             primal.offer(one.ascend(starts, steps=60), f"attack on row {int(r)}")
     gap = lambda v: max(abs_gap, rel_gap * abs(v))
-    tightened = None
+    tightened, probe_nodes = None, 0
     open_rows = root_ub > (threshold if threshold is not None else primal.value + gap(primal.value))
     if (tighten > 0 and deadline is not None and len(lower) >= 2 and open_rows.any()
             and not (threshold is not None and primal.value > threshold)):
         left = deadline - time.perf_counter()
-        lower, upper, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left)
-        layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
-        again, _ = R.optimise(layers, R.NodeBatch.root(layers), iterations=root_iterations, deadline=deadline)
-        root_ub = np.minimum(root_ub, again[0].numpy())
+        floor = threshold if threshold is not None else primal.value + gap(primal.value)
+
+        def decided(low, up):
+            """Every row bounded ≤ the floor on these intermediate bounds: by the root bound, then
+            by a short search (PROBE seconds shared by the rows still open, easiest first). A
+            row's bound stays proven whatever the tightening does next."""
+            nonlocal root_ub, probe_nodes
+            root_ub = np.minimum(root_ub, _root_bound(net, lo, hi, C, d, low, up, root_iterations, deadline))
+            rows = [r for r in np.argsort(root_ub) if root_ub[r] > floor]
+            until = min(deadline, time.perf_counter() + PROBE)
+            for i, r in enumerate(rows):
+                left = (until - time.perf_counter()) / (len(rows) - i)
+                if left <= 0:
+                    break
+                res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold,
+                             rel_gap, abs_gap, time.perf_counter() + left, batch, root_iterations, iterations,
+                             k_candidates, max_nodes, refine, 0, seed, primal.x, t0,
+                             floor=None if threshold is not None else primal.value, links=links)
+                probe_nodes += res.nodes
+                root_ub[r] = min(root_ub[r], res.dual_bound)
+                if res.x is not None:
+                    primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
+            return bool((root_ub <= floor).all())
+
+        lower, upper, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left, stop=decided)
+        if not (tightened and tightened[-1]["stopped"]):
+            decided(lower, upper)
     traj = [(time.perf_counter() - t0, float(max(root_ub.max(), primal.value)), primal.value)]
-    duals, nodes, status, parts = root_ub.copy(), 1, None, {}
+    duals, nodes, status, parts = root_ub.copy(), 1 + probe_nodes, None, {}
     for r in np.argsort(-root_ub):
         if threshold is not None and primal.value > threshold:
             status = "violated"
@@ -504,10 +532,18 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     return BabResult(status, primal.value if primal.x is not None else None, primal.x, dual, nodes,
                      time.perf_counter() - t0, traj, {"rows": parts, "root_bounds": root_ub.tolist(),
                                                       "incumbent_source": primal.source, "split_rows": True,
-                                                      **({"tightened": tightened} if tightened else {})})
+                                                      **({"tightened": tightened} if tightened else {})},
+                     bounds=(lower, upper) if tightened else None)
 
 
 QUEUE_MEMORY = (2**30, 8 * 2**30)  # bytes the open nodes may take: a quarter of what is available, clamped
+
+
+def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline) -> np.ndarray:
+    """Every row's α-optimised bound at the root on intermediate bounds ``lower``/``upper``."""
+    layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
+    ub, _ = R.optimise(layers, R.NodeBatch.root(layers), iterations=iterations, deadline=deadline)
+    return ub[0].numpy()
 
 
 def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = None) -> int:

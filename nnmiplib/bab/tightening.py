@@ -37,11 +37,14 @@ from ..network import Network
 from . import relax as R
 from .branch import children, choose
 
-__all__ = ["MEMORY", "tighten", "tighten_layer", "truncate"]
+__all__ = ["FIRST_CHECK", "MEMORY", "tighten", "tighten_layer", "truncate"]
 
 #: bytes the open nodes of one layer's search may take (α, β, decisions, objective row); a
 #: layer whose queue reaches it stops there with the bounds proven so far
 MEMORY = 2**31
+
+#: seconds of tightening before :func:`tighten` first asks its ``stop``
+FIRST_CHECK = 1.0
 
 
 def truncate(net: Network, layer: int, rows: np.ndarray) -> Network:
@@ -67,7 +70,7 @@ class _Rows:
 
 
 def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit: float, batch: int = 256,
-                  k_candidates: int = 2, root_iterations: int = 20, iterations: int = 6) -> dict:
+                  k_candidates: int = 2, root_iterations: int = 20, iterations: int = 6, stop=None) -> dict:
     """Tighten the bounds of the unstable neurons of affine layer ``layer`` (module doc).
 
     Parameters
@@ -82,12 +85,15 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         more than :data:`MEMORY` bytes).
     batch : targets expanded per round.
     k_candidates, root_iterations, iterations : as in :func:`nnmiplib.bab.solve`.
+    stop : optional ``stop(lower_m, upper_m) -> bool``, asked after every round with the
+        layer's bounds proven so far (whole arrays, sound as they stand): True ends the
+        search there (``"stopped"`` in the result).
 
     Returns
     -------
     ``{"lower", "upper"}`` the layer's new bounds (⊆ the given ones), and ``"neurons"``,
     ``"stable"`` (neurons whose sign the search proved), ``"nodes"``, ``"rounds"``,
-    ``"seconds"``.
+    ``"seconds"``, ``"stopped"``.
     """
     import torch
 
@@ -98,7 +104,7 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
     u_in = np.asarray(upper[layer], dtype=np.float64)
     idx = np.flatnonzero((l_in < 0) & (u_in > 0))
     out = {"lower": l_in.copy(), "upper": u_in.copy(), "neurons": int(idx.size), "stable": 0, "nodes": 0,
-           "rounds": 0, "seconds": 0.0}
+           "rounds": 0, "seconds": 0.0, "stopped": False}
     if idx.size == 0:
         return out
     deadline = t0 + float(time_limit)
@@ -123,9 +129,19 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         best = best.scatter_reduce(0, tid, ub, reduce="amax")
         return torch.maximum(best, closed)
 
+    def proven(bnd):
+        bnd = bnd.numpy()
+        new_l, new_u = l_in.copy(), u_in.copy()
+        new_u[idx] = np.minimum(u_in[idx], bnd[:K])
+        new_l[idx] = np.maximum(l_in[idx], -bnd[K:])
+        return new_l, new_u
+
     per_node = 17 * sum(lay.sizes) + 8 * K
     while time.perf_counter() < deadline and pool.n * per_node < MEMORY:
         bnd = target_bounds()
+        if stop is not None and out["rounds"] and stop(*proven(bnd)):
+            out["stopped"] = True
+            break
         # a target's worst node: the first node whose bound is its target's bound
         worst = torch.full((2 * K,), -1, dtype=torch.int64)
         is_top = ub >= bnd[tid]
@@ -161,22 +177,26 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         tid = torch.cat([tid[keep_old], ktid[~done]])
         leaf = torch.cat([leaf[keep_old], torch.zeros(int((~done).sum()), dtype=torch.bool)])
         out["rounds"] += 1
-    bnd = target_bounds().numpy()
-    new_u = np.minimum(u_in[idx], bnd[:K])
-    new_l = np.maximum(l_in[idx], -bnd[K:])
-    out["upper"][idx], out["lower"][idx] = new_u, new_l
-    out["stable"] = int(((new_u <= 0) | (new_l >= 0)).sum())
+    out["lower"], out["upper"] = proven(target_bounds())
+    out["stable"] = int(((out["upper"][idx] <= 0) | (out["lower"][idx] >= 0)).sum())
     out["nodes"], out["seconds"] = nodes, time.perf_counter() - t0
     return out
 
 
 def tighten(net: Network, lo, hi, lower, upper, *, time_limit: float, layers=None, threads: int | None = None,
-            **kw) -> tuple[list, list, list]:
+            stop=None, first_check: float | None = None, **kw) -> tuple[list, list, list]:
     """Tighten the bounds of hidden layers ``layers`` (default every affine layer ``1 .. L−1``)
     in order by :func:`tighten_layer`, the time shared evenly among the layers still to do
     (what a layer leaves passes on).
 
     ``threads``: torch threads for the search (None: as they are set).
+
+    ``stop``: optional ``stop(lower, upper) -> bool`` on the whole lists as proven so far (sound
+    as they stand), e.g. "the query's rows are already decided on these bounds". It is asked
+    after each layer and after every round of a layer's search, but not before ``first_check``
+    seconds (default :data:`FIRST_CHECK`) have passed, and then only again after 9 times as long as the last answer took
+    (and at least a quarter of the time spent so far), so that its cost stays ≤ 10 %; True ends
+    the tightening there (``"stopped"`` in the last layer's stats).
 
     Returns ``(lower, upper, stats)``: new lists of float64 arrays (the given ones for the
     other layers, the logits included) and one stats dict per layer tightened.
@@ -190,14 +210,32 @@ def tighten(net: Network, lo, hi, lower, upper, *, time_limit: float, layers=Non
     prev = torch.get_num_threads()
     torch.set_num_threads(int(threads or prev))
     stats = []
+    next_check = [float(FIRST_CHECK if first_check is None else first_check)]
+
+    def asked(m):
+        def ask(l_m, u_m):
+            now = time.perf_counter() - t0
+            if now < next_check[0]:
+                return False
+            answer = bool(stop([*lower[:m], l_m, *lower[m + 1:]], [*upper[:m], u_m, *upper[m + 1:]]))
+            took = time.perf_counter() - t0 - now
+            next_check[0] = now + max(9 * took, 0.25 * now)  # the checks: ≤ 10 % of the time
+            return answer
+        return ask if stop is not None else None
+
     try:
         for i, m in enumerate(todo):
             left = float(time_limit) - (time.perf_counter() - t0)
             if left <= 0:
                 break
-            r = tighten_layer(net, lo, hi, lower, upper, m, time_limit=left / (len(todo) - i), **kw)
+            r = tighten_layer(net, lo, hi, lower, upper, m, time_limit=left / (len(todo) - i), stop=asked(m), **kw)
             lower[m], upper[m] = r.pop("lower"), r.pop("upper")
             stats.append({"layer": m, **r})
+            if r["stopped"]:
+                break
+            if stop is not None and i + 1 < len(todo) and asked(m)(lower[m], upper[m]):
+                stats[-1]["stopped"] = True
+                break
     finally:
         torch.set_num_threads(prev)
     return lower, upper, stats
