@@ -23,6 +23,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -68,6 +69,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("nnmiplib.queries")
+
+#: share of a network's robustness search (top-1 equivalence, networks of two or more hidden
+#: layers, a time limit) spent first tightening its intermediate bounds
+#: (:func:`nnmiplib.bab.tightening.tighten`, stopped once they decide the rows); the tightened
+#: bounds then serve every later search and model of that network. Measured on the 50-epoch
+#: 100x10, test image 2, ε = 0.02: robustness proven in 30 s, against root bounds of 29–65
+#: still open after 60 s without it.
+BAB_TIGHTEN = 0.5
 
 
 # ------------------------------------------------------------------ shared machinery
@@ -601,8 +610,10 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
         ks = [k for k in range(K) if k != c and needed(i, k)]
         if c is None or not ks:
             return 0
-        found, dual, n = _rows_bab(st, i, np.array([np.eye(K)[k] - np.eye(K)[c] for k in ks]), None, bds[i],
-                                   tau, budget, rng)
+        found, dual, n, tight = _rows_bab(st, i, np.array([np.eye(K)[k] - np.eye(K)[c] for k in ks]), None,
+                                          bds[i], tau, budget, rng)
+        if tight is not None:  # sound on the whole domain: every later search and model of network i uses them
+            bds[i] = tight
         if dual is not None:
             for k in ks:
                 class_bound(i, k, dual)
@@ -616,7 +627,7 @@ def top1_equivalent(original: Network, pruned: Network, domain: Box, *, bounds=N
             # bound lies between the two open, and a near-tie never closes (measured on 100x10
             # image 8: proven at 29 s aiming at τ', open at 30 s aiming at τ' − 0.13)
             C = np.array([np.eye(K)[k] - np.eye(K)[j] for j in range(K) if j != k])
-            found, dual, n = _rows_bab(st, i, C, np.zeros(K - 1, dtype=np.int64), bds[i], tau, budget, rng)
+            found, dual, n, _ = _rows_bab(st, i, C, np.zeros(K - 1, dtype=np.int64), bds[i], tau, budget, rng)
         else:
             lower = float(trans[1 - i][k]) if np.isfinite(trans[1 - i][k]) and D[1 - i][k] >= tau else 0.0
             model, tcol, fill = _winner_model(nets[i], domain, bds[i], k, float(max(D[i][k], tau)))
@@ -755,7 +766,10 @@ def _rows_bab(st, i: int, C, groups, bd, tau: float, budget, rng):
     """``max F`` over network ``i``'s logits by branch and bound (:func:`nnmiplib.bab.solve`):
     rows ``C`` (``groups`` None: F = the largest row; one group: F = the smallest row), stopping
     at a point with F > τ' or once every node is bounded by τ'. The incumbent is
-    offered to ``st``. Returns (found: a point with F ≥ τ', dual bound or None, nodes)."""
+    offered to ``st``. With ``groups`` None, a time limit and two or more hidden layers, the
+    search first tightens the intermediate bounds (:data:`BAB_TIGHTEN` of its time, stopped
+    early once they decide the rows). Returns (found: a point with F ≥ τ', dual bound or None,
+    nodes, the tightened Bounds or None)."""
     from ..bab import solve
 
     net, domain = st.nets[i], st.domain
@@ -764,7 +778,11 @@ def _rows_bab(st, i: int, C, groups, bd, tau: float, budget, rng):
     r = solve(net, domain.lo, domain.hi, C, np.zeros(C.shape[0]), lower=bd.lower[:-1], upper=bd.upper[:-1],
               groups=groups, threshold=tau, witness=tau,
               time_limit=None if budget is None else max(budget, 0.05), attack_starts=16, seed=int(seed),
-              refine=True, initial_points=init)
+              refine=True, initial_points=init, tighten=BAB_TIGHTEN if budget is not None else 0.0)
+    tight = None
+    if r.bounds is not None:
+        tight = replace(bd, lower=[*r.bounds[0], bd.lower[-1]], upper=[*r.bounds[1], bd.upper[-1]],
+                        method=f"{bd.method}+bab-tighten")
     found = False
     if r.x is not None and domain.contains(r.x, DOMAIN_TOL):
         rows = C @ net.forward(r.x)
@@ -776,7 +794,7 @@ def _rows_bab(st, i: int, C, groups, bd, tau: float, budget, rng):
     dual = float(r.dual_bound) if (np.isfinite(r.dual_bound) and not found) else None
     log.debug("top1 bab on network %d, %d rows: %s, dual %s, incumbent %s, %d nodes", i, C.shape[0], r.status,
               r.dual_bound, r.value, r.nodes)
-    return found, dual, int(r.nodes)
+    return found, dual, int(r.nodes), tight
 
 
 def _settle_solution(st, model, sol, tcol, domain, tau):
