@@ -374,7 +374,7 @@ def test_exact_stage_gives_the_time_left_to_disjuncts_cut_short(tmp_path, monkey
     thr = float((n32.forward(X) @ c).max() + _lipschitz(n32, c).sum() * h / 2 + 0.02)  # unsat
     calls = []
 
-    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0):
+    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0, **kw):
         calls.append(time_limit)
         return ("timeout", None, "cut") if len(calls) == 1 else ("refuted", None, "second search")
 
@@ -401,7 +401,7 @@ def test_deep_networks_get_a_first_look_then_tightened_bounds(tmp_path, monkeypa
     loaded = {"f": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}
     calls = []
 
-    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0):
+    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0, **kw):
         calls.append((time_limit, tighten))
         return ("timeout", None, "cut") if len(calls) == 1 else ("refuted", None, "tightened")
 
@@ -421,6 +421,30 @@ def test_deep_networks_get_a_first_look_then_tightened_bounds(tmp_path, monkeypa
     assert len(calls) == 1 and calls[0][1] == 0.0, calls
 
 
+def test_the_tightening_stops_once_its_bounds_refute_every_open_disjunct(tmp_path, monkeypatch):
+    """While the box's bounds are tightened, the bounds proven so far are tried on every open
+    disjunct of the box; once all are refuted the tightening stops, and the query is unsat
+    long before the tightening's share of the timeout is spent."""
+    from nnmiplib.bab import tightening
+    from nnmiplib.vnnlib import engine
+
+    monkeypatch.setattr(tightening, "FIRST_CHECK", 0.0)  # this small net would close within the default
+    monkeypatch.setattr(engine, "QUICK_SHARE", 1e-6)  # the first look leaves both disjuncts open
+    net = _net(2, hidden=(16, 16, 16))
+    n32 = _f32(net)
+    X, h = _grid()
+    c = np.array([1.0, -1.0, 0.0])
+    thr = round(float((n32.forward(X) @ c).max() + _lipschitz(n32, c).sum() * h / 2 + 0.02), 6)
+    assert float((n32.forward(X) @ np.array([0.0, -1.0, 1.0])).max()) < thr - 0.1  # unsat on the grid too
+    text = _v1_head() + f"(assert (or (and (>= Y_0 (+ Y_1 {thr!r}))) (and (>= Y_2 (+ Y_1 {thr!r})))))\n"
+    res = verify(parse_query(text), {"N": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}, timeout=30, engine="bab")
+    assert res.status == "unsat", res.log
+    assert sum("first look: timeout" in line for line in res.log) == 2, res.log
+    assert any("stopped: the bounds so far refute the box" in line for line in res.log), res.log
+    assert sum("on bounds tightened so far" in line for line in res.log) == 2, res.log
+    assert res.time < engine.TIGHTEN_SHARE * 30
+
+
 def test_exact_stage_takes_the_disjunct_with_the_most_room_last(tmp_path, monkeypatch):
     """The branch and bound searches the open disjuncts in increasing order of the slack the
     cheap bounds leave them, so the hardest gets the time the others leave in one search."""
@@ -433,7 +457,7 @@ def test_exact_stage_takes_the_disjunct_with_the_most_room_last(tmp_path, monkey
     text = head + "(assert (or (and (>= Y_0 (+ Y_1 -5.0))) (and (>= Y_0 (+ Y_2 50.0))) (and (>= Y_1 (+ Y_2 0.0)))))\n"
     order = []
 
-    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0):
+    def fake(prob, dj, *, time_limit, seed, cache=None, tighten=0.0, **kw):
         order.append(dj.index)
         return "refuted", None, "fake"
 

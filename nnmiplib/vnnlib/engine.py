@@ -12,6 +12,7 @@ floating-point margins and the witness check come from :mod:`nnmiplib.vnnlib.wit
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,9 @@ BAB_ITERATIONS = 6
 #: the α-CROWN bounds; 0.5 s on the tightened ones)
 QUICK_SHARE = 0.1
 TIGHTEN_SHARE = 0.5
+#: seconds of search (shared by the open disjuncts of the box) with which the tightening asks,
+#: now and then, whether the bounds proven so far already refute them (it then stops)
+PROBE = 1.0
 
 
 @dataclass
@@ -268,8 +272,13 @@ def _cores() -> int:
     return max(1, min(n_cores(), 4))
 
 
+def _alpha_key(dj: Disjunct) -> bytes:
+    """Cache key of a disjunct's α-CROWN bounds: its box, and whether its rows read the inputs."""
+    return b"alpha" + bytes([bool(dj.Cz.any())]) + dj.lo.tobytes() + dj.hi.tobytes()
+
+
 def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, cache: dict | None = None,
-                  tighten: float = 0.0):
+                  tighten: float = 0.0, peers=(), bounds=None):
     """Branch and bound (:mod:`nnmiplib.bab`) on ``max_x min_i slack_i(x)`` of the disjunct's rows.
 
     Inequality ``i`` has slack ``(d_i + m_i − Cz_i z − Cy_i y) / s_i`` (``m`` the floating-point
@@ -277,8 +286,12 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     bound is below ``−τ``; a point with every slack ≥ 0 is a witness candidate (checked by the
     caller). The α-CROWN intermediate bounds depend only on the box (and on whether the rows
     read the inputs), so ``cache`` keeps them for the other disjuncts and for a second search.
-    ``tighten`` > 0: first spend that many seconds tightening them
-    (:func:`nnmiplib.bab.tightening.tighten`, once per box: cached too; not counted in ``time_limit``).
+    ``tighten`` > 0: first spend up to that many seconds tightening them
+    (:func:`nnmiplib.bab.tightening.tighten`, once per box: cached too; not counted in
+    ``time_limit``). While it runs, the bounds proven so far are tried on this disjunct and on
+    its ``peers`` of the same box (a search of :data:`PROBE` seconds shared among them): a
+    disjunct refuted there is recorded in ``cache`` (:func:`_refuted_early`), and once all
+    are, the tightening stops. ``bounds``: ``(lower, upper)`` to use instead (no tightening).
     Returns ``(verdict, x, why)`` like :func:`_solve_disjunct`.
     """
     from ..bab import solve
@@ -305,15 +318,33 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
         spec = with_inputs(net, dj.lo)
     else:
         C = C[:, : net.n_outputs]
-    key = b"alpha" + bytes([spec is not net]) + dj.lo.tobytes() + dj.hi.tobytes()
+    key = _alpha_key(dj)
     cache = {} if cache is None else cache
     if key not in cache:
         cache[key] = compute_bounds(spec, Box(dj.lo, dj.hi), method="alpha", progress=False)
     b = cache[key]
     tight = key + b"tight"
-    if tighten > 0 and tight not in cache and spec.depth >= 2:
-        cache[tight] = tighten_bounds(spec, dj.lo, dj.hi, b.lower, b.upper, time_limit=tighten, threads=_cores())
-    lower, upper = cache[tight][:2] if tight in cache else (b.lower, b.upper)
+    if bounds is None and tighten > 0 and tight not in cache and spec.depth >= 2:
+        box = [p for p in (dj, *peers) if _alpha_key(p) == key]
+
+        def decided(low, up):
+            todo = [p for p in box if _refuted_early(cache, p) is None]
+            until = time.perf_counter() + PROBE
+            for i, p in enumerate(todo):
+                share = (until - time.perf_counter()) / (len(todo) - i)
+                if share <= 0:
+                    break
+                verdict, _, why = _bab_disjunct(prob, p, time_limit=share, seed=seed, cache=cache,
+                                                bounds=(low, up))
+                if verdict == "refuted":
+                    cache[(b"refuted", p.index)] = why
+            return all(_refuted_early(cache, p) is not None for p in box)
+
+        cache[tight] = tighten_bounds(spec, dj.lo, dj.hi, b.lower, b.upper, time_limit=tighten, threads=_cores(),
+                                      stop=decided)
+        if _refuted_early(cache, dj) is not None:
+            return "refuted", None, f"{_refuted_early(cache, dj)}, on bounds tightened so far"
+    lower, upper = bounds if bounds is not None else (cache[tight][:2] if tight in cache else (b.lower, b.upper))
     tau = _tolerance(dj, b if spec is net else dj._bounds, scale)
     strict = any(o == "<" for o in dj.ops)
     r = solve(spec, dj.lo, dj.hi, C, d, lower=lower[:-1], upper=upper[:-1], groups=np.zeros(len(C), dtype=int),
@@ -324,6 +355,11 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     if r.status == "proved":
         return "refuted", None, how
     return ("timeout" if r.status in ("time_limit", "node_limit") else "open"), r.x, how
+
+
+def _refuted_early(cache: dict, dj: Disjunct) -> str | None:
+    """How the tightening of ``dj``'s box refuted it on the way (:func:`_bab_disjunct`), or None."""
+    return cache.get((b"refuted", dj.index))
 
 
 def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout: float | None = None,
@@ -372,7 +408,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     log = res.log
     net = prob.net
     open_ = []
-    cache: dict[bytes, object] = {}
+    cache: dict = {}  # bounds per box (bytes keys), disjuncts refuted while tightening ((b"refuted", index))
     # -- stage 1: empty boxes and cheap bounds
     for dj in prob.disjuncts:
         if dj.empty:
@@ -441,10 +477,16 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
                 budget *= QUICK_SHARE
             n_unstable = sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))
             log.append(f"disjunct {dj.index}: {n_unstable} unstable neurons under the cheap bounds")
-            if by_bab:
-                verdict, x, why = _bab_disjunct(prob, dj, time_limit=budget, seed=seed, cache=cache, tighten=tighten)
-                if tighten:
-                    log.append(f"intermediate bounds of the box tightened by branch and bound ({tighten:.1f} s)")
+            if by_bab and _refuted_early(cache, dj) is not None:
+                verdict, x, why = "refuted", None, f"{_refuted_early(cache, dj)}, on bounds tightened so far"
+            elif by_bab:
+                verdict, x, why = _bab_disjunct(prob, dj, time_limit=budget, seed=seed, cache=cache, tighten=tighten,
+                                                peers=open_[i + 1:])
+                stats = cache.get(_alpha_key(dj) + b"tight", (None, None, []))[2]
+                if tighten and stats:
+                    took = sum(st["seconds"] for st in stats)
+                    log.append(f"intermediate bounds of the box tightened by branch and bound ({took:.1f} s of "
+                               f"{tighten:.1f}{', stopped: the bounds so far refute the box' if stats[-1]['stopped'] else ''})")
                 tighten = 0.0  # once: the other disjuncts of the box find the tightened bounds in the cache
             else:
                 if stage == "milp" and tighten_lp and n_unstable > TIGHTEN_ABOVE:
