@@ -391,10 +391,13 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         (:func:`nnmiplib.bab.relax.refine`): tighter nodes at a cost per node that grows with
         depth. Without it the given bounds are the Big-M constants of every node's
         relaxation (an exact solve of the thesis's MIP with those constants).
-    tighten : share of the time limit spent, when the root leaves some row open, tightening
-        the intermediate bounds first (:func:`nnmiplib.bab.tightening.tighten`; the tree then
-        starts from them). Only with ``split_rows``, a time limit and two or more hidden
-        layers; 0 (default): the given bounds are used as they are.
+    tighten : share of the time limit spent at most, when the root leaves some row open,
+        tightening the intermediate bounds first (:func:`nnmiplib.bab.tightening.tighten`; the
+        trees then start from them, returned as ``BabResult.bounds``). Now and then the bounds
+        proven so far are tried on the open rows (root bound, then a :data:`PROBE`-second
+        search); once every row is settled the tightening stops. Only with ``split_rows``, a
+        time limit and two or more hidden layers; 0 (default): the given bounds are used as
+        they are.
     links : per hidden layer ``None`` or ``(i, j, dl, du)`` (index arrays and bounds, full
         indices): ``dl ≤ a_i − a_j ≤ du`` holds on the whole box; every child's bounds of linked
         neurons are then tightened from each other's (:func:`nnmiplib.bab.relax.imply`), e.g.

@@ -374,7 +374,9 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     intermediate bounds computed once per input box; with a timeout and two or more hidden
     layers, a first look at each disjunct with :data:`QUICK_SHARE` of its time, then the
     box's intermediate bounds tightened by :func:`nnmiplib.bab.tightening.tighten` with
-    :data:`TIGHTEN_SHARE` of the time left, then the search on them) or the LP relaxation and then the
+    up to :data:`TIGHTEN_SHARE` of the time left — stopped once the bounds proven so far
+    refute every open disjunct, tried now and then by a :data:`PROBE`-second search — then
+    the search on them) or the LP relaxation and then the
     MILP of the thesis's model 1.1–1.8 (``engine="mip"``). ``unsat`` only
     when every disjunct is refuted by a bound or a branch-and-bound or MILP dual bound beyond the
     threshold (plus the floating-point margin of :func:`fp_error_bound` for float
