@@ -190,3 +190,32 @@ def test_a_decision_ends_the_tightening_early_and_the_bounds_come_back(monkeypat
     # no tightening asked: no bounds come back
     assert solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], threshold=level,
                  time_limit=5).bounds is None
+
+
+@pytest.mark.parametrize("threshold", [None, "above"])
+def test_one_tree_with_tightening_keeps_the_brute_force_answer(monkeypatch, threshold):
+    """``solve(tighten=…)`` on a query searched as one tree (here F = the smaller of two rows):
+    a first look, then tightened bounds (tried now and then), then the search on them — the dual
+    bound stays above the true maximum, the answer is the brute-force one, and the tightened
+    bounds come back sound."""
+    from nnmiplib.bab import search, solve
+
+    monkeypatch.setattr(search, "PROBE", 0.02)  # so short that the first look leaves it open
+    net = rnet([2, 12, 12, 12, 3], 9)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]]), np.zeros(2)
+    F = (net.forward(grid2(401)) @ C.T + d).min(1)
+    truth = float(F.max())
+    level = None if threshold is None else truth + 0.05 * (F.max() - F.min())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], groups=np.zeros(2, dtype=int),
+              threshold=level, time_limit=30, tighten=0.5, rel_gap=1e-3, abs_gap=1e-4)
+    assert r.stats["looks"] >= 2 and r.stats["tightened"] and r.bounds is not None
+    assert r.dual_bound >= truth - 1e-9
+    if threshold is None:
+        assert r.status == "optimal" and truth - 1e-3 * (1 + abs(truth)) <= r.value <= truth + 1e-9
+    else:
+        assert r.status == "proved" and r.dual_bound <= level
+    pre = net.preactivations(grid2())
+    for m, (lo_m, up_m) in enumerate(zip(*r.bounds)):
+        assert np.all(lo_m <= pre[m].min(0) + 1e-9) and np.all(up_m >= pre[m].max(0) - 1e-9)

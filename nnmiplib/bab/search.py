@@ -395,9 +395,9 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         tightening the intermediate bounds first (:func:`nnmiplib.bab.tightening.tighten`; the
         trees then start from them, returned as ``BabResult.bounds``). Now and then the bounds
         proven so far are tried on the open rows (root bound, then a :data:`PROBE`-second
-        search); once every row is settled the tightening stops. Only with ``split_rows``, a
-        time limit and two or more hidden layers; 0 (default): the given bounds are used as
-        they are.
+        search; one tree, not row by row: a first look of that long, then such a search) and
+        once the query is settled the tightening stops. Only with a time limit and two or more
+        hidden layers; 0 (default): the given bounds are used as they are.
     links : per hidden layer ``None`` or ``(i, j, dl, du)`` (index arrays and bounds, full
         indices): ``dl ≤ a_i − a_j ≤ du`` holds on the whole box; every child's bounds of linked
         neurons are then tightened from each other's (:func:`nnmiplib.bab.relax.imply`), e.g.
@@ -432,6 +432,9 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
                                   initial_points, t0, links=links, tighten=tighten)
+        if tighten > 0 and deadline is not None and len(lower) >= 2:
+            return _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed,
+                                    initial_points, t0, tighten, witness=witness, leaf=leaf, links=links)
         return _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
                       t0, witness=witness, leaf=leaf, links=links)
     finally:
@@ -540,6 +543,55 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
 
 
 QUEUE_MEMORY = (2**30, 8 * 2**30)  # bytes the open nodes may take: a quarter of what is available, clamped
+
+
+_SETTLED = ("optimal", "proved", "violated")
+
+
+def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed, initial_points, t0,
+                     tighten, **kw) -> BabResult:
+    """:func:`solve` of one tree (not row by row) with ``tighten``: a first look of :data:`PROBE`
+    seconds; if it does not settle the query, the intermediate bounds are tightened (up to
+    ``tighten`` of the time left), the bounds proven so far tried now and then by another
+    :data:`PROBE`-second search (the tightening stops once one settles it), then the search
+    goes on with the tightened bounds. The incumbent passes from each search to the next."""
+    deadline = args[2]
+
+    def run(low, up, until, starts, points):
+        return _solve(net, lo, hi, C, d, low, up, obj, threshold, *args[:2], min(until, deadline), *args[3:], starts,
+                      seed, points, t0, **kw)
+
+    looks = [run(lower, upper, time.perf_counter() + PROBE, attack_starts, initial_points)]
+
+    def best_points():
+        xs = [r.x for r in looks if r.x is not None]
+        if initial_points is not None:
+            xs += list(np.atleast_2d(initial_points))
+        return np.array(xs) if xs else None
+
+    def settled(low, up):
+        looks.append(run(low, up, time.perf_counter() + PROBE, 0, best_points()))
+        return looks[-1].status in _SETTLED
+
+    tightened, bounds = None, None
+    if looks[0].status not in _SETTLED:
+        left = deadline - time.perf_counter()
+        low, up, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left, stop=settled)
+        bounds = (low, up)
+        if not (tightened and tightened[-1]["stopped"]):
+            looks.append(run(low, up, deadline, 0, best_points()))
+    last = looks[-1]
+    best = max((r for r in looks if r.x is not None), key=lambda r: r.value, default=last)
+    # every look's dual bound is sound on the box (the tightened bounds are): keep the smallest
+    dual = min(r.dual_bound for r in looks)
+    stats = {**last.stats, "looks": len(looks), **({"tightened": tightened} if tightened else {}),
+             "incumbent_source": best.stats.get("incumbent_source")}
+    traj, low, high = [], np.inf, -np.inf  # the looks one after the other: the best of each so far
+    for tt, dd, pp in (p for r in looks for p in r.trajectory):
+        low, high = min(low, dd), max(high, pp)
+        traj.append((tt, low, high))
+    return BabResult(last.status, best.value, best.x, float(max(dual, best.value if best.x is not None else -np.inf)),
+                     sum(r.nodes for r in looks), time.perf_counter() - t0, traj, stats, bounds)
 
 
 def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline) -> np.ndarray:

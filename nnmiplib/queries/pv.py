@@ -75,7 +75,8 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     relaxation, re-tightened per node when ``refine`` — in the margin form also tightened
     once before the search by a batched branch and bound over the hidden neurons
     (up to :data:`BAB_TIGHTEN` of the time, when the root leaves a class open; it stops once
-    the bounds proven so far settle every class) — and with
+    the bounds proven so far settle every class; the softmax form likewise, after a first
+    look) — and with
     ``refine=False`` an exact solve of the thesis's Big-M MIP with those constants; the
     softmax form is bounded at each node from the node's bounds on the logit differences
     (:class:`~nnmiplib.bab.SoftmaxL1Objective`) and optimised to the relative gap ``tol``;
@@ -166,7 +167,7 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
 
 #: relative gap at which the branch and bound calls the margin optimum found
 BAB_REL_GAP = 1e-4
-#: with ``refine`` (the margin form, networks of two or more hidden layers, a time limit):
+#: with ``refine`` (either form, networks of two or more hidden layers, a time limit):
 #: share of the time spent tightening the intermediate bounds once the root leaves a class
 #: open (:func:`nnmiplib.bab.tightening.tighten`)
 BAB_TIGHTEN = 0.5
@@ -199,7 +200,7 @@ def _softmax_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, tol, attack, rn
     r = solve(net, domain.lo, domain.hi, C, d, lower=bd.lower[:-1], upper=bd.upper[:-1],
               objective=SoftmaxL1Objective(y0, c), rel_gap=tol, abs_gap=1e-9, time_limit=left,
               attack_starts=64 if attack else 0, seed=int(seed), refine=refine, leaf=leaf,
-              initial_points=x0[None] if domain.contains(x0) else None)
+              initial_points=x0[None] if domain.contains(x0) else None, tighten=BAB_TIGHTEN if refine else 0.0)
     res = Result("pv-softmax", "max", solver="bab")
     res.nodes, res.dual_bound = int(r.nodes), float(min(r.dual_bound, 2.0))
     if r.x is not None and domain.contains(r.x, DOMAIN_TOL):
