@@ -243,8 +243,10 @@ def eps_cells(cfg: Preset) -> list[dict]:
 #: Bump when the chapter's queries answer differently for the same cell (cells of older code
 #: are then recomputed). v2: top1_equivalent's second round with the branch and bound over
 #: both networks, and its per-network searches aiming at τ' only. v3: top1_equivalent computes the
-#: difference bounds only when a pair survives the networks' own bounds.
-PAIRS_VERSION = "pairs-v3"
+#: difference bounds only when a pair survives the networks' own bounds. v4: each network's
+#: robustness search in top1_equivalent tightens its intermediate bounds first (networks of two
+#: or more hidden layers) and keeps them for the later searches.
+PAIRS_VERSION = "pairs-v4"
 
 
 def grids(cfg: Preset) -> dict:
