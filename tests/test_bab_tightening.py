@@ -219,3 +219,21 @@ def test_one_tree_with_tightening_keeps_the_brute_force_answer(monkeypatch, thre
     pre = net.preactivations(grid2())
     for m, (lo_m, up_m) in enumerate(zip(*r.bounds)):
         assert np.all(lo_m <= pre[m].min(0) + 1e-9) and np.all(up_m >= pre[m].max(0) - 1e-9)
+
+
+def test_passes_start_every_layer_again_from_the_earlier_bounds():
+    net = rnet([2, 16, 16, 16, 3], 10)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    lower, upper, stats = tighten(net, dom.lo, dom.hi, b.lower, b.upper, time_limit=4.0, passes=(0.25, 1.0))
+    assert [(s["pass"], s["layer"]) for s in stats] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    # the second pass starts from the first pass's bounds: it counts as unstable only what is left
+    assert stats[2]["neurons"] == stats[0]["neurons"] - stats[0]["stable"]
+    assert stats[3]["neurons"] <= stats[1]["neurons"] - stats[1]["stable"]
+    pre = net.preactivations(grid2())
+    for m in range(net.depth):
+        assert np.all(lower[m] >= b.lower[m]) and np.all(upper[m] <= b.upper[m])
+        assert np.all(lower[m] <= pre[m].min(0) + 1e-9) and np.all(upper[m] >= pre[m].max(0) - 1e-9)
+    for bad in ((), (0.5, 0.25), (0.0, 1.0), (1.5,)):
+        with pytest.raises(ValueError, match="passes must be increasing shares"):
+            tighten(net, dom.lo, dom.hi, b.lower, b.upper, time_limit=1.0, passes=bad)

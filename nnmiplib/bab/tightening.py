@@ -37,7 +37,7 @@ from ..network import Network
 from . import relax as R
 from .branch import children, choose
 
-__all__ = ["FIRST_CHECK", "MEMORY", "tighten", "tighten_layer", "truncate"]
+__all__ = ["FIRST_CHECK", "MEMORY", "PASSES", "tighten", "tighten_layer", "truncate"]
 
 #: bytes the open nodes of one layer's search may take (α, β, decisions, objective row); a
 #: layer whose queue reaches it stops there with the bounds proven so far
@@ -45,6 +45,13 @@ MEMORY = 2**31
 
 #: seconds of tightening before :func:`tighten` first asks its ``stop``
 FIRST_CHECK = 1.0
+
+#: :func:`tighten`'s passes over the layers: the shares of its time at which each ends. One pass
+#: by default. Measured on PV's margin form, 100x10, 120 s, half of it for the tightening, with
+#: (0.25, 1.0): digit 4 robust in 16 s instead of 62 s, digit 0 in 65 s as before, but the
+#: undecided digits 1 and 8 end with dual bounds 8.7 and 3.3 instead of 5.8 and 3.0 (the first
+#: pass's trees are searched again).
+PASSES = (1.0,)
 
 
 def truncate(net: Network, layer: int, rows: np.ndarray) -> Network:
@@ -184,22 +191,28 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
 
 
 def tighten(net: Network, lo, hi, lower, upper, *, time_limit: float, layers=None, threads: int | None = None,
-            stop=None, first_check: float | None = None, **kw) -> tuple[list, list, list]:
+            stop=None, first_check: float | None = None, passes=None, **kw) -> tuple[list, list, list]:
     """Tighten the bounds of hidden layers ``layers`` (default every affine layer ``1 .. L−1``)
     in order by :func:`tighten_layer`, the time shared evenly among the layers still to do
     (what a layer leaves passes on).
 
     ``threads``: torch threads for the search (None: as they are set).
 
+    ``passes``: the shares of ``time_limit`` at which each pass over the layers ends (default
+    :data:`PASSES`). A later pass starts every layer again from the bounds of the earlier one,
+    the earlier layers already tightened: a short first pass gives every layer some tightening
+    early, which is what a decision on a deep network needs (see ``stop``).
+
     ``stop``: optional ``stop(lower, upper) -> bool`` on the whole lists as proven so far (sound
     as they stand), e.g. "the query's rows are already decided on these bounds". It is asked
-    after each layer and after every round of a layer's search, but not before ``first_check``
-    seconds (default :data:`FIRST_CHECK`) have passed, and then only again after 9 times as long as the last answer took
-    (and at least a quarter of the time spent so far), so that its cost stays ≤ 10 %; True ends
-    the tightening there (``"stopped"`` in the last layer's stats).
+    after each pass, and after each layer and after every round of a layer's search once
+    ``first_check`` seconds (default :data:`FIRST_CHECK`) have passed — then only again after 9
+    times as long as its last answer took, and at least a quarter of the time spent so far, so
+    that its cost stays ≤ 10 %. True ends the tightening there (``"stopped"`` in the last
+    layer's stats).
 
     Returns ``(lower, upper, stats)``: new lists of float64 arrays (the given ones for the
-    other layers, the logits included) and one stats dict per layer tightened.
+    other layers, the logits included) and one stats dict per layer and pass (``"pass"``).
     """
     import torch
 
@@ -207,15 +220,20 @@ def tighten(net: Network, lo, hi, lower, upper, *, time_limit: float, layers=Non
     lower = [np.array(x, dtype=np.float64) for x in lower]
     upper = [np.array(x, dtype=np.float64) for x in upper]
     todo = list(range(1, net.depth)) if layers is None else [int(m) for m in layers]
+    ends = [float(e) for e in (PASSES if passes is None else passes)]
+    if not ends or any(not 0 < e <= 1 for e in ends) or ends != sorted(ends):
+        raise ValueError(f"passes must be increasing shares of the time limit in (0, 1], got {passes!r}")
+    if len(todo) < 2:  # one layer: a second pass would only search its first pass's tree again
+        ends = ends[-1:]
     prev = torch.get_num_threads()
     torch.set_num_threads(int(threads or prev))
     stats = []
     next_check = [float(FIRST_CHECK if first_check is None else first_check)]
 
-    def asked(m):
+    def asked(m, force=False):
         def ask(l_m, u_m):
             now = time.perf_counter() - t0
-            if now < next_check[0]:
+            if now < next_check[0] and not force:
                 return False
             answer = bool(stop([*lower[:m], l_m, *lower[m + 1:]], [*upper[:m], u_m, *upper[m + 1:]]))
             took = time.perf_counter() - t0 - now
@@ -224,18 +242,21 @@ def tighten(net: Network, lo, hi, lower, upper, *, time_limit: float, layers=Non
         return ask if stop is not None else None
 
     try:
-        for i, m in enumerate(todo):
-            left = float(time_limit) - (time.perf_counter() - t0)
-            if left <= 0:
-                break
-            r = tighten_layer(net, lo, hi, lower, upper, m, time_limit=left / (len(todo) - i), stop=asked(m), **kw)
-            lower[m], upper[m] = r.pop("lower"), r.pop("upper")
-            stats.append({"layer": m, **r})
-            if r["stopped"]:
-                break
-            if stop is not None and i + 1 < len(todo) and asked(m)(lower[m], upper[m]):
-                stats[-1]["stopped"] = True
-                break
+        for k, end in enumerate(ends):
+            for i, m in enumerate(todo):
+                left = end * float(time_limit) - (time.perf_counter() - t0)
+                if left <= 0:
+                    break
+                r = tighten_layer(net, lo, hi, lower, upper, m, time_limit=left / (len(todo) - i), stop=asked(m),
+                                  **kw)
+                lower[m], upper[m] = r.pop("lower"), r.pop("upper")
+                stats.append({"layer": m, "pass": k, **r})
+                if r["stopped"]:
+                    return lower, upper, stats
+                last = i + 1 == len(todo)
+                if stop is not None and (not last or k + 1 < len(ends)) and asked(m, force=last)(lower[m], upper[m]):
+                    stats[-1]["stopped"] = True
+                    return lower, upper, stats
     finally:
         torch.set_num_threads(prev)
     return lower, upper, stats
