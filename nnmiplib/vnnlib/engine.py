@@ -337,13 +337,13 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
                 verdict, _, why = _bab_disjunct(prob, p, time_limit=share, seed=seed, cache=cache,
                                                 bounds=(low, up))
                 if verdict == "refuted":
-                    cache[(b"refuted", p.index)] = why
+                    cache[(b"refuted", p.index)] = f"{why}, on bounds tightened so far"
             return all(_refuted_early(cache, p) is not None for p in box)
 
         cache[tight] = tighten_bounds(spec, dj.lo, dj.hi, b.lower, b.upper, time_limit=tighten, threads=_cores(),
                                       stop=decided)
         if _refuted_early(cache, dj) is not None:
-            return "refuted", None, f"{_refuted_early(cache, dj)}, on bounds tightened so far"
+            return "refuted", None, _refuted_early(cache, dj)
     lower, upper = bounds if bounds is not None else (cache[tight][:2] if tight in cache else (b.lower, b.upper))
     tau = _tolerance(dj, b if spec is net else dj._bounds, scale)
     strict = any(o == "<" for o in dj.ops)
@@ -358,7 +358,8 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
 
 
 def _refuted_early(cache: dict, dj: Disjunct) -> str | None:
-    """How the tightening of ``dj``'s box refuted it on the way (:func:`_bab_disjunct`), or None."""
+    """For the log: how the tightening of ``dj``'s box refuted it on the way
+    (:func:`_bab_disjunct`), or None."""
     return cache.get((b"refuted", dj.index))
 
 
@@ -480,15 +481,16 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
             n_unstable = sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))
             log.append(f"disjunct {dj.index}: {n_unstable} unstable neurons under the cheap bounds")
             if by_bab and _refuted_early(cache, dj) is not None:
-                verdict, x, why = "refuted", None, f"{_refuted_early(cache, dj)}, on bounds tightened so far"
+                verdict, x, why = "refuted", None, _refuted_early(cache, dj)
             elif by_bab:
                 verdict, x, why = _bab_disjunct(prob, dj, time_limit=budget, seed=seed, cache=cache, tighten=tighten,
                                                 peers=open_[i + 1:])
                 stats = cache.get(_alpha_key(dj) + b"tight", (None, None, []))[2]
                 if tighten and stats:
                     took = sum(st["seconds"] for st in stats)
+                    end = ", stopped: the bounds so far refute the box" if stats[-1]["stopped"] else ""
                     log.append(f"intermediate bounds of the box tightened by branch and bound ({took:.1f} s of "
-                               f"{tighten:.1f}{', stopped: the bounds so far refute the box' if stats[-1]['stopped'] else ''})")
+                               f"{tighten:.1f}{end})")
                 tighten = 0.0  # once: the other disjuncts of the box find the tightened bounds in the cache
             else:
                 if stage == "milp" and tighten_lp and n_unstable > TIGHTEN_ABOVE:
