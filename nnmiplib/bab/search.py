@@ -45,6 +45,7 @@ import numpy as np
 from ..machine import available_memory
 from . import relax as R
 from .branch import children, choose
+from .tightening import split_time
 from .tightening import tighten as tighten_bounds
 
 __all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]
@@ -470,12 +471,24 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             starts[0] = primal.x if primal.x is not None else (lo + hi) / 2
             primal.offer(one.ascend(starts, steps=60), f"attack on row {int(r)}")
     gap = lambda v: max(abs_gap, rel_gap * abs(v))
+
+    def level():  # a row bounded by this is settled: the threshold, or the incumbent plus the gap
+        return threshold if threshold is not None else primal.value + gap(primal.value)
+
+    def search_row(r, low, up, until):
+        """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until``; its point is offered."""
+        res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold, rel_gap,
+                     abs_gap, until, batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed,
+                     primal.x, t0, floor=None if threshold is not None else primal.value, links=links)
+        if res.x is not None:
+            primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
+        return res
+
     tightened, probe_nodes = None, 0
-    open_rows = root_ub > (threshold if threshold is not None else primal.value + gap(primal.value))
-    if (tighten > 0 and deadline is not None and len(lower) >= 2 and open_rows.any()
+    if (tighten > 0 and deadline is not None and len(lower) >= 2 and (root_ub > level()).any()
             and not (threshold is not None and primal.value > threshold)):
         left = deadline - time.perf_counter()
-        floor = threshold if threshold is not None else primal.value + gap(primal.value)
+        floor = level()
 
         def decided(low, up):
             """Every row bounded ≤ the floor on these intermediate bounds: by the root bound, then
@@ -484,19 +497,10 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             nonlocal root_ub, probe_nodes
             root_ub = np.minimum(root_ub, _root_bound(net, lo, hi, C, d, low, up, root_iterations, deadline))
             rows = [r for r in np.argsort(root_ub) if root_ub[r] > floor]
-            until = min(deadline, time.perf_counter() + PROBE)
-            for i, r in enumerate(rows):
-                left = (until - time.perf_counter()) / (len(rows) - i)
-                if left <= 0:
-                    break
-                res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold,
-                             rel_gap, abs_gap, time.perf_counter() + left, batch, root_iterations, iterations,
-                             k_candidates, max_nodes, refine, 0, seed, primal.x, t0,
-                             floor=None if threshold is not None else primal.value, links=links)
+            for r, share in split_time(rows, min(PROBE, deadline - time.perf_counter())):
+                res = search_row(r, low, up, time.perf_counter() + share)
                 probe_nodes += res.nodes
                 root_ub[r] = min(root_ub[r], res.dual_bound)
-                if res.x is not None:
-                    primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
             return bool((root_ub <= floor).all())
 
         lower, upper, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left, stop=decided)
@@ -508,21 +512,15 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         if threshold is not None and primal.value > threshold:
             status = "violated"
             break
-        floor = threshold if threshold is not None else primal.value + gap(primal.value)
-        if root_ub[r] <= floor:
+        if root_ub[r] <= level():
             continue
         if deadline is not None and time.perf_counter() >= deadline:
             status = "time_limit"
             break
-        res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], lower, upper, GroupObjective(np.zeros(1)), threshold,
-                     rel_gap, abs_gap, deadline,
-                     batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed, primal.x, t0,
-                     floor=None if threshold is not None else primal.value, links=links)
+        res = search_row(r, lower, upper, deadline)
         nodes += res.nodes
         duals[r] = min(duals[r], res.dual_bound)
         parts[int(r)] = res.status
-        if res.x is not None:
-            primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
         traj += [(tt, max(dd, *(duals[q] for q in everything if q != r)), max(pp, primal.value))
                  for tt, dd, pp in res.trajectory]
         if res.status in ("time_limit", "node_limit"):

@@ -37,7 +37,7 @@ from ..network import Network
 from . import relax as R
 from .branch import children, choose
 
-__all__ = ["FIRST_CHECK", "MEMORY", "PASSES", "tighten", "tighten_layer", "truncate"]
+__all__ = ["FIRST_CHECK", "MEMORY", "PASSES", "split_time", "tighten", "tighten_layer", "truncate"]
 
 #: bytes the open nodes of one layer's search may take (α, β, decisions, objective row); a
 #: layer whose queue reaches it stops there with the bounds proven so far
@@ -60,6 +60,18 @@ def truncate(net: Network, layer: int, rows: np.ndarray) -> Network:
     W.append(net.weights[layer][rows])
     B.append(net.biases[layer][rows])
     return Network(W, B)
+
+
+def split_time(items, seconds: float):
+    """Yield ``(item, share)``: ``seconds`` from now shared by ``items`` in order, each an equal
+    share of what the earlier ones left (so an item that ends early leaves its time to the
+    next); ends once nothing is left."""
+    until = time.perf_counter() + seconds
+    for i, item in enumerate(items):
+        share = (until - time.perf_counter()) / (len(items) - i)
+        if share <= 0:
+            return
+        yield item, share
 
 
 class _Rows:

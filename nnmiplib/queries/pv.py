@@ -72,11 +72,10 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
 
     ``engine``: ``"bab"`` (and ``"auto"``, the default) — branch and bound over ReLU phases
     (:mod:`nnmiplib.bab`) with the given bounds as the intermediate bounds of every node's
-    relaxation, re-tightened per node when ``refine`` — in the margin form also tightened
-    once before the search by a batched branch and bound over the hidden neurons
-    (up to :data:`BAB_TIGHTEN` of the time, when the root leaves a class open; it stops once
-    the bounds proven so far settle every class; the softmax form likewise, after a first
-    look) — and with
+    relaxation, re-tightened per node when ``refine`` — and then, in either form, also
+    tightened once before the search by a batched branch and bound over the hidden neurons
+    (up to :data:`BAB_TIGHTEN` of the time, when the root or a first look leaves the query
+    open; it stops once the bounds proven so far settle it) — and with
     ``refine=False`` an exact solve of the thesis's Big-M MIP with those constants; the
     softmax form is bounded at each node from the node's bounds on the logit differences
     (:class:`~nnmiplib.bab.SoftmaxL1Objective`) and optimised to the relative gap ``tol``;

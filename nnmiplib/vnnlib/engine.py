@@ -12,7 +12,6 @@ floating-point margins and the witness check come from :mod:`nnmiplib.vnnlib.wit
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -277,6 +276,11 @@ def _alpha_key(dj: Disjunct) -> bytes:
     return b"alpha" + bytes([bool(dj.Cz.any())]) + dj.lo.tobytes() + dj.hi.tobytes()
 
 
+def _tight_key(dj: Disjunct) -> bytes:
+    """Cache key of those bounds once tightened: ``(lower, upper, stats)`` of the tightening."""
+    return _alpha_key(dj) + b"tight"
+
+
 def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, cache: dict | None = None,
                   tighten: float = 0.0, peers=(), bounds=None):
     """Branch and bound (:mod:`nnmiplib.bab`) on ``max_x min_i slack_i(x)`` of the disjunct's rows.
@@ -296,6 +300,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     """
     from ..bab import solve
     from ..bab import tighten as tighten_bounds
+    from ..bab.tightening import split_time
     from ..bounds import compute_bounds
     from ..domains import Box
 
@@ -323,17 +328,13 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     if key not in cache:
         cache[key] = compute_bounds(spec, Box(dj.lo, dj.hi), method="alpha", progress=False)
     b = cache[key]
-    tight = key + b"tight"
+    tight = _tight_key(dj)
     if bounds is None and tighten > 0 and tight not in cache and spec.depth >= 2:
         box = [p for p in (dj, *peers) if _alpha_key(p) == key]
 
         def decided(low, up):
             todo = [p for p in box if _refuted_early(cache, p) is None]
-            until = time.perf_counter() + PROBE
-            for i, p in enumerate(todo):
-                share = (until - time.perf_counter()) / (len(todo) - i)
-                if share <= 0:
-                    break
+            for p, share in split_time(todo, PROBE):
                 verdict, _, why = _bab_disjunct(prob, p, time_limit=share, seed=seed, cache=cache,
                                                 bounds=(low, up))
                 if verdict == "refuted":
@@ -485,7 +486,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
             elif by_bab:
                 verdict, x, why = _bab_disjunct(prob, dj, time_limit=budget, seed=seed, cache=cache, tighten=tighten,
                                                 peers=open_[i + 1:])
-                stats = cache.get(_alpha_key(dj) + b"tight", (None, None, []))[2]
+                stats = cache.get(_tight_key(dj), (None, None, []))[2]
                 if tighten and stats:
                     took = sum(st["seconds"] for st in stats)
                     end = ", stopped: the bounds so far refute the box" if stats[-1]["stopped"] else ""
