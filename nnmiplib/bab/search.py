@@ -267,6 +267,8 @@ def _input_coefficients(layers, nodes):
             slope_lo = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin)
             A = torch.where(Lam > 0, Lam * su, Lam * slope_lo)
             A = A + nodes.beta[k].clamp(min=0.0) * nodes.split[k].to(torch.float64)[:, None, :]
+            if nodes.gamma is not None:
+                A = A + R.stable_multipliers(layers, nodes, k)[0]
             Lam = A @ layers.W[k]
     return Lam
 
@@ -601,15 +603,16 @@ def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline) -> np.nda
 
 def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = None) -> int:
     """Open nodes the queue may hold: the queue's share of ``memory`` (default: what
-    :func:`nnmiplib.machine.available_memory` reports) over a node's bytes — α and β (float64,
-    one per row and neuron), its decisions (int8) and, with ``own_bounds``, its own bounds.
+    :func:`nnmiplib.machine.available_memory` reports) over a node's bytes — α, β and γ
+    (float64, one per row and neuron), its decisions (int8) and, with ``own_bounds``, its own
+    bounds.
 
     The share is a quarter of the available memory, at least 1 GiB and at most 8 GiB
     (a second search or the solver's own memory keep the rest); the cap is 2 000–2 000 000
     nodes.
     """
     n = int(sum(sizes))
-    per_node = 16 * int(n_rows) * n + n + (16 * n if own_bounds else 0)
+    per_node = 24 * int(n_rows) * n + n + (16 * n if own_bounds else 0)
     memory = available_memory() if memory is None else int(memory)
     share = QUEUE_MEMORY[0] if memory is None else min(max(memory // 4, QUEUE_MEMORY[0]), QUEUE_MEMORY[1])
     return int(max(2_000, min(2_000_000, share // max(per_node, 1))))
@@ -656,6 +659,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         root = root.with_bounds(layers)
     ub, root = R.optimise(layers, root, iterations=root_iterations,
                           stop_below=None if threshold is None else torch.tensor([threshold]))
+    root = R.without_gamma(root)  # the stable neurons' multipliers pay at the root only (measured)
     root_value = float(obj.value(ub)[0])
     root_rows = ub[0].detach().cpu().numpy().astype(float).tolist()
     nodes_bounded = 1

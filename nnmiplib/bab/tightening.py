@@ -135,6 +135,7 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
     pool = R.NodeBatch.root(lay, 2 * K)
     pool.rows = rows
     ub, pool = R.optimise(lay, pool, iterations=root_iterations, deadline=deadline)
+    pool = R.without_gamma(pool)  # the stable neurons' multipliers: at the roots only (relax.without_gamma)
     ub = ub[:, 0]
     tid = torch.arange(2 * K)
     leaf = torch.zeros(2 * K, dtype=torch.bool)  # no free neuron left: its bound is final
@@ -155,7 +156,7 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         new_l[idx] = np.maximum(l_in[idx], -bnd[K:])
         return new_l, new_u
 
-    per_node = 17 * sum(lay.sizes) + 8 * K
+    per_node = 25 * sum(lay.sizes) + 8 * K  # α, β, γ (float64), decisions (int8); its row
     while time.perf_counter() < deadline and pool.n * per_node < MEMORY:
         bnd = target_bounds()
         if stop is not None and out["rounds"] and stop(*proven(bnd)):
