@@ -89,7 +89,7 @@ class _Rows:
 
 
 def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit: float, batch: int = 256,
-                  k_candidates: int = 2, root_iterations: int = 20, iterations: int = 6, stop=None) -> dict:
+                  k_candidates: int = 1, root_iterations: int = 20, iterations: int = 6, stop=None) -> dict:
     """Tighten the bounds of the unstable neurons of affine layer ``layer`` (module doc).
 
     Parameters
@@ -103,7 +103,9 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
     time_limit : seconds for the whole layer (it also stops when its open nodes would take
         more than :data:`MEMORY` bytes).
     batch : targets expanded per round.
-    k_candidates, root_iterations, iterations : as in :func:`nnmiplib.bab.solve`.
+    k_candidates, root_iterations, iterations : as in :func:`nnmiplib.bab.solve` (width 1: on PV's
+        200x5 digit 1, 40 s from α-CROWN, 107 neurons made stable and a root bound of 7.33
+        on a margin row, against 100 and 7.53 with width 2).
     stop : optional ``stop(lower_m, upper_m) -> bool``, asked after every round with the
         layer's bounds proven so far (whole arrays, sound as they stand): True ends the
         search there (``"stopped"`` in the result).

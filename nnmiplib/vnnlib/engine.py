@@ -30,10 +30,6 @@ TIGHTEN_ABOVE = 100
 #: this many seconds are left, at most MAX_RETRIES times (a search restarts from its root)
 RETRY_ABOVE = 2.0
 MAX_RETRIES = 2
-#: Adam steps on α, β per batch of children in the branch and bound (the search's default is
-#: 12; 6 closed more on 2 cores: 256x4 MNIST ε = 0.02, a row left at dual bound 0.119 after
-#: 60 s against 0.192, a 256x6 row proven in 3.5 s against 3.9 s)
-BAB_ITERATIONS = 6
 #: the branch and bound's first pass over the open disjuncts takes this share of each one's
 #: time; on a network of two or more hidden layers, what stays open then gets its
 #: intermediate bounds tightened (:func:`nnmiplib.bab.tightening.tighten`) with TIGHTEN_SHARE of
@@ -349,7 +345,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     tau = _tolerance(dj, b if spec is net else dj._bounds, scale)
     strict = any(o == "<" for o in dj.ops)
     r = solve(spec, dj.lo, dj.hi, C, d, lower=lower[:-1], upper=upper[:-1], groups=np.zeros(len(C), dtype=int),
-              threads=_cores(), iterations=BAB_ITERATIONS,
+              threads=_cores(),
               threshold=-tau, witness=0.0 if strict else -1e-12, time_limit=max(time_limit, 0.05), refine=False,
               seed=seed, split_rows=False)
     how = f"branch and bound: {r.status} after {r.nodes} nodes, dual bound {r.dual_bound:.3g}"
