@@ -205,7 +205,7 @@ def test_node_budget_is_the_queues_share_of_memory():
     from nnmiplib.machine import available_memory
 
     assert available_memory() is None or available_memory() > 0
-    per_node = 24 * 9 * 3000 + 3000  # 9 rows (the softmax form) on 3000 neurons, no own bounds
+    per_node = 16 * 9 * 3000 + 3000  # 9 rows (the softmax form) on 3000 neurons, no own bounds
     assert node_budget(9, [3000], own_bounds=False, memory=2**20) == max(2_000, QUEUE_MEMORY[0] // per_node)
     assert node_budget(9, [3000], own_bounds=False, memory=2**40) == QUEUE_MEMORY[1] // per_node
     assert node_budget(9, [3000], own_bounds=False, memory=16 * 2**30) == 4 * 2**30 // per_node

@@ -46,10 +46,6 @@ import numpy as np
 
 from ..bounds.cheap import MARGIN
 
-#: step size of the bound multipliers γ relative to α's and β's (Adam moves every parameter by
-#: about its step size, and γ's effect scales with the width of the neuron's bounds)
-GAMMA_LR = 0.3
-
 __all__ = ["Layers", "NodeBatch", "bound", "imply", "optimise", "phase_relaxation", "stable_multipliers",
            "without_gamma"]
 

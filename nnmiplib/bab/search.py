@@ -615,16 +615,16 @@ def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline) -> np.nda
 
 def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = None) -> int:
     """Open nodes the queue may hold: the queue's share of ``memory`` (default: what
-    :func:`nnmiplib.machine.available_memory` reports) over a node's bytes — α, β and γ
-    (float64, one per row and neuron), its decisions (int8) and, with ``own_bounds``, its own
-    bounds.
+    :func:`nnmiplib.machine.available_memory` reports) over a node's bytes — α and β (float64,
+    one per row and neuron), its decisions (int8) and, with ``own_bounds``, its own bounds
+    (the tree's nodes carry no γ: :func:`nnmiplib.bab.relax.without_gamma`).
 
     The share is a quarter of the available memory, at least 1 GiB and at most 8 GiB
     (a second search or the solver's own memory keep the rest); the cap is 2 000–2 000 000
     nodes.
     """
     n = int(sum(sizes))
-    per_node = 24 * int(n_rows) * n + n + (16 * n if own_bounds else 0)
+    per_node = 16 * int(n_rows) * n + n + (16 * n if own_bounds else 0)
     memory = available_memory() if memory is None else int(memory)
     share = QUEUE_MEMORY[0] if memory is None else min(max(memory // 4, QUEUE_MEMORY[0]), QUEUE_MEMORY[1])
     return int(max(2_000, min(2_000_000, share // max(per_node, 1))))

@@ -158,7 +158,7 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         new_l[idx] = np.maximum(l_in[idx], -bnd[K:])
         return new_l, new_u
 
-    per_node = 25 * sum(lay.sizes) + 8 * K  # α, β, γ (float64), decisions (int8); its row
+    per_node = 17 * sum(lay.sizes) + 8 * K
     while time.perf_counter() < deadline and pool.n * per_node < MEMORY:
         bnd = target_bounds()
         if stop is not None and out["rounds"] and stop(*proven(bnd)):
