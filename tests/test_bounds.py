@@ -195,3 +195,25 @@ def test_crown_on_unstable_neurons_only_is_sound_and_no_looser_where_it_matters(
     assert quick.stats["unstable_only"] is True
     with pytest.raises(ValueError, match="unstable_only"):
         crown_bounds(net, dom, unstable_only="yes")
+
+
+def test_back_substitution_skips_inactive_neurons_without_changing_a_bound(monkeypatch):
+    """CROWN and α bounds with the columns of inactive neurons dropped from every product
+    (forced) equal those computed without dropping any, to rounding."""
+    from nnmiplib.bounds import cheap
+
+    rng = np.random.default_rng(3)
+    sizes = (8, 40, 40, 40, 5)
+    W = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in itertools.pairwise(sizes)]
+    b = [rng.normal(size=o) * 0.3 - 0.2 for o in sizes[1:]]
+    net = nm.Network(W, b)
+    dom = nm.domains.box(-np.ones(8) * 0.3, np.ones(8) * 0.3)
+    out = {}
+    for frac in (0.0, 2.0):
+        monkeypatch.setattr(cheap, "LIVE_FRACTION", frac)
+        out[frac] = [nm.bounds.crown_bounds(net, dom), nm.bounds.compute_bounds(net, dom, method="alpha")]
+    assert sum(int(np.sum(u <= 0)) for u in out[2.0][0].upper[:-1]) > 0  # some neurons are inactive
+    for x, y in zip(out[0.0], out[2.0]):
+        for l in range(len(x.lower)):
+            np.testing.assert_allclose(x.lower[l], y.lower[l], rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(x.upper[l], y.upper[l], rtol=1e-9, atol=1e-9)

@@ -235,3 +235,29 @@ def test_bad_arguments_are_value_errors():
         db.violation(other, net, dom.center)
     with pytest.raises(ValueError, match="columns"):
         db.upper_rows(np.ones((1, 3)))
+
+
+def test_skipping_neurons_inactive_in_both_changes_no_bound(monkeypatch):
+    """Back-substitution drops the columns of neurons inactive in both networks (their
+    relaxation lines are 0); forced on every layer or off, the bounds agree to rounding and
+    hold on samples."""
+    from nnmiplib.bounds import cheap
+    from nnmiplib.bounds import difference as diff
+
+    base = random_net((6, 24, 24, 24, 4), 7, tiny=0.05)
+    net = nm.Network(base.weights, [b - 0.4 for b in base.biases])  # many neurons inactive on the box
+    dom = box(-np.ones(6) * 0.3, np.ones(6) * 0.3)
+    X = dom.sample(3000, np.random.default_rng(7))
+    out = {}
+    for frac in (0.0, 2.0):  # 0: always slice (whenever any neuron is inactive); 2: never
+        monkeypatch.setattr(cheap, "LIVE_FRACTION", frac)
+        monkeypatch.setattr(diff, "LIVE_FRACTION", frac)
+        out[frac] = [difference_bounds(net, other, dom) for other in copies(net)]
+        for other, db in zip(copies(net), out[frac]):
+            assert db.violation(net, other, X) <= 0.0
+    dead = [int(np.sum(b.upper[l] <= 0)) for b in out[0.0][0].bounds for l in range(3)]
+    assert min(dead) > 0  # the test exercises the slicing
+    for a, b in zip(out[0.0], out[2.0]):
+        for l in range(a.n_layers):
+            for x, y in ((a.lower[l], b.lower[l]), (a.upper[l], b.upper[l])):
+                np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9)

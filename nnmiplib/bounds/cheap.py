@@ -191,6 +191,23 @@ def relu_relaxation(l: np.ndarray, u: np.ndarray, lower_slope: str = "adaptive")
 SLOPE_RULES = ("adaptive", "same", "zero")
 
 
+LIVE_FRACTION = 0.8
+
+
+def _live_columns(su, sl):
+    """Indices of the neurons whose relaxation has a nonzero slope on either side, or None
+    when more than ``LIVE_FRACTION`` of them do (then slicing costs more than it saves).
+    Back-substitution multiplies the coefficients by W^k after scaling each neuron's column
+    by its slope, so an inactive neuron's column (both slopes 0) is zero: dropping it from
+    the product with W^k changes no term, and on the thesis's sparse L1 nets, where most
+    neurons are inactive on a small box, cuts the largest products by a factor of 2–4."""
+    live = su != 0
+    live = live | (np.any(sl != 0, axis=0) if np.ndim(sl) == 2 else sl != 0)
+    n = live.size
+    k = int(np.count_nonzero(live))
+    return None if k > LIVE_FRACTION * n else np.flatnonzero(live)
+
+
 def backsub_upper(Lam, c, weights, biases, relax, lo, hi, xmag=None) -> np.ndarray:
     """Upper bounds of the rows of ``Λ h^m + c`` over the box, by back-substitution (widened).
 
@@ -222,9 +239,13 @@ def backsub_upper(Lam, c, weights, biases, relax, lo, hi, xmag=None) -> np.ndarr
         c = c + Lpos @ tu
         cmag = cmag + Lpos @ tu  # tu ≥ 0 and Lpos ≥ 0
         Lam = Lam * np.where(pos, su, sl)
-        c = c + Lam @ biases[k]
-        cmag = cmag + np.abs(Lam) @ np.abs(biases[k])
-        Lam = Lam @ weights[k]
+        W, b = weights[k], biases[k]
+        live = _live_columns(su, sl)
+        if live is not None:  # inactive neurons (both slopes 0) carry nothing back: skip them
+            Lam, W, b = Lam[:, live], W[live], b[live]
+        c = c + Lam @ b
+        cmag = cmag + np.abs(Lam) @ np.abs(b)
+        Lam = Lam @ W
     val = np.maximum(Lam, 0.0) @ hi + np.minimum(Lam, 0.0) @ lo + c
     mag = np.abs(Lam) @ xmag + cmag
     return val + MARGIN * (1.0 + np.abs(val) + mag)

@@ -63,7 +63,9 @@ input until the last step, :math:`\max_{x\in X}\Lambda x + c = \Lambda^+ \mathrm
 
 The roles of the two networks can be swapped (state :math:`(\partial h, h^1)`, rows on
 :math:`-\delta`); ``reference="both"`` (default) runs both and keeps the tighter bound of
-every neuron before the next layer uses it. Each layer's result is intersected with the
+each neuron before the next layer uses it: on the logits, and on the hidden neurons where a
+tighter δ can change a relaxation line (unstable in either network, δ of either sign after the
+first orientation; ``_second_rows``). Each layer's result is intersected with the
 interval difference of the separate bounds, :math:`[l^1 - u^2,\ u^1 - l^2]`, so it is never
 looser than subtracting the two networks' own bounds.
 
@@ -108,7 +110,7 @@ from ..domains import Box, box
 from ..network import Network
 from .alpha import alpha_bounds
 from .base import Bounds, LayerBoxes
-from .cheap import MARGIN, SLOPE_RULES, backsub_upper, relu_relaxation, widen
+from .cheap import LIVE_FRACTION, MARGIN, SLOPE_RULES, backsub_upper, relu_relaxation, widen
 from .compute import crown_bounds
 
 __all__ = ["REFERENCES", "DifferenceBounds", "difference_arrays", "difference_bounds", "relu_difference_relaxation"]
@@ -282,12 +284,19 @@ def _joint_upper(P: _Pair, Ld, L2, c, cmag, m: int, rule: str, lo, hi, xmag) -> 
         c = c + L2p @ tu
         cmag = cmag + np.abs(L2) @ rel["mag_h"]
         # affine layer k: d^k = W^A ∂h^{k−1} + ΔW h^{B,k−1} + Δb, a^{B,k} = W^B h^{B,k−1} + b^B
-        c = c + Lg @ P.db[k] + La @ P.bB[k]
-        cmag = cmag + np.abs(Lg) @ P.vmag_d[k] + np.abs(La) @ P.vmag_a[k]
-        if k == 0:
-            Ld, L2 = None, Lg @ P.dW[0] + La @ P.WB[0]
+        live = rel["live"]  # neurons inactive in both networks carry nothing back
+        if live is None:
+            WA, dW, WB, db, bB, vd, va = P.WA[k], P.dW[k], P.WB[k], P.db[k], P.bB[k], P.vmag_d[k], P.vmag_a[k]
         else:
-            Ld, L2 = Lg @ P.WA[k], Lg @ P.dW[k] + La @ P.WB[k]
+            Lg, La = Lg[:, live], La[:, live]
+            WA, dW, WB = (P.WA[k][live] if k else None), P.dW[k][live], P.WB[k][live]
+            db, bB, vd, va = P.db[k][live], P.bB[k][live], P.vmag_d[k][live], P.vmag_a[k][live]
+        c = c + Lg @ db + La @ bB
+        cmag = cmag + np.abs(Lg) @ vd + np.abs(La) @ va
+        if k == 0:
+            Ld, L2 = None, Lg @ dW + La @ WB
+        else:
+            Ld, L2 = Lg @ WA, Lg @ dW + La @ WB
     val = np.maximum(L2, 0.0) @ hi + np.minimum(L2, 0.0) @ lo + c
     mag = np.abs(L2) @ xmag + cmag
     return val + MARGIN * (1.0 + np.abs(val) + mag)
@@ -339,10 +348,25 @@ def _add_relaxation(P: _Pair, k: int, dl, du, rules):
     rel["mag_u"] = np.abs(rel["pu"]) * dmag + np.abs(rel["qu"]) * amag + np.abs(rel["ru"])
     rel["mag_l"] = np.abs(rel["pl"]) * dmag + np.abs(rel["ql"]) * amag + np.abs(rel["rl"])
     hrel = {r: relu_relaxation(lB, uB, r) for r in rules}
+    nz = [rel[k] != 0 for k in ("pu", "pl", "qu", "ql")] + [x != 0 for r in rules for x in hrel[r][::2]]
+    live = np.logical_or.reduce(nz)
+    rel["live"] = None if np.count_nonzero(live) > LIVE_FRACTION * live.size else np.flatnonzero(live)
     su0, tu0, _ = hrel[rules[0]]
     rel["mag_h"] = np.abs(su0) * amag + np.abs(tu0) + amag  # s_u·ā + t_u, or s_l·ā ≤ ā
     P.relax.append((rel, hrel))
     return rel
+
+
+def _second_rows(idx, dl, du, l1, u1, l2, u2):
+    """The hidden neurons on which the second orientation's δ bounds can change a relaxation
+    line: unstable in either network (a stable pair of phases relaxes ∂h exactly whatever
+    δ's bounds) and with δ's bounds from the first orientation on both sides of 0 (where δ
+    keeps one sign, the chords M± are δ and 0 whatever its bounds). Elsewhere the first
+    orientation's δ bounds stand (they still bound δ for the report and the MIP). On a net
+    and its 50 %-pruned copy this leaves a few neurons per layer and the logits' widths as
+    with every neuron; on 90 %-pruned copies, where δ is wide, most unstable ones."""
+    keep = (((l1 < 0) & (u1 > 0)) | ((l2 < 0) & (u2 > 0))) & (dl < 0) & (du > 0)
+    return np.intersect1d(idx, np.flatnonzero(keep))
 
 
 def difference_arrays(weights1, biases1, weights2, biases2, lo, hi, lowers1, uppers1, lowers2, uppers2, *,
@@ -394,12 +418,8 @@ def difference_arrays(weights1, biases1, weights2, biases2, lo, hi, lowers1, upp
         low, upp = ilo.copy(), ihi.copy()
         # neurons inactive in both networks (∂h = 0 whatever δ) keep the interval difference
         idx = np.arange(n) if m == 0 or m == L else np.flatnonzero((up1[m] > 0) | (up2[m] > 0))
-        # the second orientation only where its tighter δ can matter downstream: the logits and
-        # the neurons unstable in either network (a stable pair of phases relaxes ∂h exactly,
-        # whatever δ's bounds, so there one orientation bounds δ for the report and the MIP)
-        idx2 = idx if m == L else np.intersect1d(
-            idx, np.flatnonzero(((lw1[m] < 0) & (up1[m] > 0)) | ((lw2[m] < 0) & (up2[m] > 0))))
-        for P, rows in zip(pairs if m > 0 else pairs[:1], (idx, idx2)):  # δ⁰ = ΔW x + Δb is exact already
+        for i, P in enumerate(pairs if m > 0 else pairs[:1]):  # δ⁰ = ΔW x + Δb is exact already
+            rows = idx if i == 0 or m == L else _second_rows(idx, low, upp, lw1[m], up1[m], lw2[m], up2[m])
             if not rows.size:
                 continue
             v = _rows_upper(P, None, np.zeros(2 * rows.size), m, rules, lo, hi, xmag,
