@@ -46,9 +46,31 @@ def widen(lower: np.ndarray, upper: np.ndarray, mag_lo=0.0, mag_hi=0.0) -> tuple
     return lo, hi
 
 
+_ABS: dict = {}  # id of a read-only float64 weight array → (the array, |W|, max row sum of |W|)
+
+
+def abs_weights(W: np.ndarray) -> tuple[np.ndarray, float]:
+    """|W| and its max row sum. A network's weights are bounded on many domains (every image
+    of a grid, every node of a search), so for read-only float64 arrays (a
+    :class:`~nnmiplib.network.Network`'s are) both are kept for the last 32 arrays; the entry
+    holds the array, so its id stays its own and a read-only array cannot go stale."""
+    frozen = isinstance(W, np.ndarray) and W.dtype == np.float64 and not W.flags.writeable
+    hit = _ABS.get(id(W)) if frozen else None
+    if hit is not None and hit[0] is W:
+        return hit[1], hit[2]
+    A = np.abs(W)
+    norm = float(A.sum(axis=1).max()) if A.size else 0.0
+    if frozen:
+        A.setflags(write=False)
+        while len(_ABS) >= 32:
+            _ABS.pop(next(iter(_ABS)))
+        _ABS[id(W)] = (W, A, norm)
+    return A, norm
+
+
 def _inf_norm(W: np.ndarray) -> float:
     """Induced ∞-norm: max row sum of |W| (weights stored out × in)."""
-    return float(np.abs(W).sum(axis=1).max())
+    return abs_weights(W)[1]
 
 
 def _input_radius(lo: np.ndarray, hi: np.ndarray) -> float:
@@ -118,12 +140,15 @@ def prop22_arrays(weights, biases, lo, hi) -> tuple[list, list]:
 
 
 def _affine_interval(W, b, lo, hi):
-    """[W⁺ lo + W⁻ hi + b, W⁺ hi + W⁻ lo + b], widened (module doc)."""
-    Wp, Wn = np.maximum(W, 0.0), np.minimum(W, 0.0)
-    low = Wp @ lo + Wn @ hi + b
-    up = Wp @ hi + Wn @ lo + b
-    mag = np.abs(W) @ np.maximum(np.abs(lo), np.abs(hi)) + np.abs(b)
-    return widen(low, up, mag, mag)
+    """[W⁺ lo + W⁻ hi + b, W⁺ hi + W⁻ lo + b] = W m + b ∓ |W| r (m, r the box's centre and
+    radius), widened by the magnitude |W| max(|lo|, |hi|) + |b| ≥ |W| (|m| + r) + |b| of
+    the terms (module doc)."""
+    A, _ = abs_weights(W)
+    mid, rad = (lo + hi) / 2, (hi - lo) / 2
+    cen = W @ mid + b
+    rm = A @ np.column_stack([rad, np.maximum(np.abs(lo), np.abs(hi))])
+    mag = rm[:, 1] + np.abs(b)
+    return widen(cen - rm[:, 0], cen + rm[:, 0], mag, mag)
 
 
 def clip_to(lower, upper, ref_lo, ref_hi):
