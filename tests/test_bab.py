@@ -54,6 +54,44 @@ def test_node_bounds_contain_every_point_of_the_node(seed):
             assert np.all(F[inside].max(0) <= ub[n] + 1e-9), (n, F[inside].max(0), ub[n])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_float32_steps_report_float64_bounds(seed):
+    """optimise takes its Adam steps in float32 but reports float64 bounds: the bound it returns
+    is the float64 bound of the multipliers it returns (or of its start, if smaller), above
+    every node's grid maximum, and about as tight as with float64 steps."""
+    net = rnet([2, 10, 10, 4], seed)
+    dom = nm.domains.unit_box(2)
+    b = crown_bounds(net, dom)
+    C, d = ROWS
+    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C, d)
+    rng = np.random.default_rng(seed)
+    N = 12
+    nodes = relax.NodeBatch.root(layers, N)
+    for k, s in enumerate(layers.sizes):
+        nodes.split[k] = torch.as_tensor(rng.choice([-1, 0, 0, 1], size=(N, s)).astype(np.int8))
+    out = {dt: relax.optimise(layers, nodes, iterations=15, dtype=dt) for dt in ("float32", "float64")}
+    ub, done = out["float32"]
+    assert ub.dtype == torch.float64 and all(a.dtype == torch.float64 for a in done.alpha + done.beta)
+    val, mag, _ = relax.bound(layers, done)
+    assert torch.all(ub <= relax.certified(val, mag))
+    X = grid2(201)
+    F = net.forward(X) @ C.T + d
+    pre = net.preactivations(X)
+    kept = [np.flatnonzero(kp) for kp in layers.keep]
+    for n in range(N):
+        inside = np.ones(len(X), dtype=bool)
+        for k in range(net.depth):
+            s = nodes.split[k][n].numpy()
+            a = pre[k][:, kept[k]]
+            inside &= np.all((s <= 0) | (a >= 0), axis=1) & np.all((s >= 0) | (a <= 0), axis=1)
+        if inside.any():
+            assert np.all(F[inside].max(0) <= ub[n].numpy() + 1e-9)
+    u32, u64 = ub.numpy(), out["float64"][0].numpy()
+    assert np.all(u32 <= u64 + 1e-3 * (1 + np.abs(u64)))
+    with pytest.raises(ValueError, match="dtype"):
+        relax.optimise(layers, nodes, iterations=1, dtype="float16")
+
+
 def test_reduced_layers_give_the_full_networks_bound():
     """Pinned inputs folded into the bias and stably inactive neurons dropped: same bound, same points."""
     net = rnet([6, 10, 10, 4], 3)

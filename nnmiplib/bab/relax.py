@@ -26,21 +26,24 @@ bounded from above by back-substitution through the layers:
 * at the input box ``[lo, hi]``: ``max Λx + c = Λ⁺ hi + Λ⁻ lo + c``.
 
 Every ``α ∈ [0,1]``, ``β ≥ 0`` and ``γ ≥ 0`` gives a valid upper bound, so :func:`optimise` runs
-projected Adam on them (per node and row, warm-started from the parent) and keeps, per
-node and row, the smallest bound met — each one evaluated in float64 and widened outward
-by ``1e-9·(1 + |v| + S)`` as the cheap bounds are (:mod:`nnmiplib.bounds.cheap`), ``S``
-the sum of the magnitudes of the terms added. The intermediate bounds are never
+projected Adam on them (per node and row, warm-started from the parent) — its steps in
+float32, which only need to find good multipliers — and reports, per node and row, the
+bound of the multipliers it ends with (or of its start, or the parent's, if smaller),
+evaluated in float64 and widened outward by ``1e-9·(1 + |v| + S)`` as the cheap bounds are
+(:mod:`nnmiplib.bounds.cheap`), ``S`` the sum of the magnitudes of the terms added. (One
+robustness row of a 4×256 MNIST net at ε = 0.03, 20 s on one core: 29 400 nodes with
+float64 steps, 53 000 with float32 steps and the relaxations computed once per call.) The intermediate bounds are never
 re-tightened here: a node's relaxation uses exactly the Big-M constants it was given
 (chapter 3 compares bound types this way).
 
-The computations are batched over nodes and rows in torch (float64) so that one call
+The computations are batched over nodes and rows in torch so that one call
 bounds hundreds of nodes with a few large matrix products.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -78,6 +81,26 @@ class Layers:
     x_fixed: np.ndarray = None
     full_lower: list = None
     full_upper: list = None
+    _cast: dict = field(default=None, repr=False, compare=False)
+
+    def cast(self, dtype) -> Layers:
+        """The same layers with ``W``, ``b``, bounds, box and rows in ``dtype`` (kept: a
+        search casts once). For the gradient steps of :func:`optimise` only — every bound
+        it reports is evaluated on the float64 layers."""
+        import torch
+
+        if dtype == torch.float64:
+            return self
+        src = [*self.W, *self.b, *self.lower, *self.upper, self.lo, self.hi, self.C, self.d]
+        hit = (self._cast or {}).get(dtype)
+        if hit is None or len(hit[0]) != len(src) or any(a is not b for a, b in zip(hit[0], src)):
+            c = lambda xs: [x.to(dtype) for x in xs]  # (a Layers made by replace() may carry a stale entry)
+            out = replace(self, W=c(self.W), b=c(self.b), lower=c(self.lower), upper=c(self.upper),
+                          lo=self.lo.to(dtype), hi=self.hi.to(dtype), C=self.C.to(dtype), d=self.d.to(dtype),
+                          _cast=None)
+            self._cast = {**(self._cast or {}), dtype: (src, out)}
+            return out
+        return hit[1]
 
     @classmethod
     def build(cls, net, lower, upper, lo, hi, C, d) -> Layers:
@@ -236,6 +259,13 @@ class NodeBatch:
         return NodeBatch(split, alpha, beta, gamma=gamma)
 
 
+def cast_nodes(nodes: NodeBatch, dtype) -> NodeBatch:
+    """The nodes with α, β, γ, their own bounds and rows in ``dtype`` (the decisions stay int8)."""
+    c = lambda xs: None if xs is None else [x.to(dtype) for x in xs]
+    return replace(nodes, alpha=c(nodes.alpha), beta=c(nodes.beta), gamma=c(nodes.gamma), lower=c(nodes.lower),
+                   upper=c(nodes.upper), rows=None if nodes.rows is None else nodes.rows.to(dtype))
+
+
 def phase_relaxation(lower, upper, split):
     """Per-node ``(l, u, s_u, t_u, linear_slope, free)`` of one hidden layer under ``split``.
 
@@ -253,7 +283,7 @@ def phase_relaxation(lower, upper, split):
     den = torch.where(free, u - l, torch.ones_like(u))
     su = torch.where(active, torch.ones_like(u), torch.where(free, u / den, torch.zeros_like(u)))
     tu = torch.where(free, -su * l, torch.zeros_like(u))
-    lin = active.to(torch.float64)
+    lin = active.to(u.dtype)
     return l, u, su, tu, lin, free
 
 
@@ -262,12 +292,11 @@ def stable_multipliers(layers: Layers, nodes: NodeBatch, k: int):
     ``γ (a − l)`` on stably active neurons (``l ≥ 0``), ``γ (u − a)`` on stably inactive ones
     (``u ≤ 0``), both ≥ 0 on the box; ``(N, R, n_k)`` and ``(N, R)``. Unstable neurons take
     none: their triangle relaxation implies ``l ≤ a ≤ u``, and a decision is β's."""
-    import torch
 
     l, u = nodes.bounds(layers, k)
     N = nodes.n
     l, u = l.expand(N, -1)[:, None, :], u.expand(N, -1)[:, None, :]
-    sign = (l >= 0).to(torch.float64) - ((u <= 0) & (l < 0)).to(torch.float64)
+    sign = (l >= 0).to(l.dtype) - ((u <= 0) & (l < 0)).to(l.dtype)
     g = nodes.gamma[k].clamp(min=0.0) * sign
     return g, -(g * (l * (sign > 0) + u * (sign < 0))).sum(-1)
 
@@ -285,8 +314,23 @@ def without_gamma(nodes: NodeBatch) -> NodeBatch:
     return replace(nodes, gamma=None)
 
 
-def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lambdas: bool = False):
+def node_relaxations(layers: Layers, nodes: NodeBatch) -> list:
+    """Per hidden layer, what :func:`bound` reads of the nodes' phases and bounds:
+    ``(s_u, t_u, linear_slope, free, σ)`` shaped ``(N, 1, n_k)`` (σ the decisions as
+    floats). They depend on neither α, β nor γ, so :func:`optimise` computes them once."""
+    out = []
+    for k in range(layers.depth):
+        _l, _u, su, tu, lin, free = phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
+        sgn = nodes.split[k].to(su.dtype)
+        out.append(tuple(x[:, None, :] for x in (su, tu, lin, free, sgn)))
+    return out
+
+
+def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lambdas: bool = False,
+          relax: list | None = None):
     """Upper bounds ``(N, R)`` of every objective row at every node, and their magnitudes ``S``.
+
+    ``relax``: :func:`node_relaxations` of these nodes, if already computed.
 
     Returns ``(value, mag, lambdas)``: ``value`` the back-substituted bound (a torch tensor,
     differentiable in α and β when ``need_grad``), ``mag`` the sum of the magnitudes of its
@@ -305,17 +349,17 @@ def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lam
         with torch.no_grad():
             cmag = (C.abs() @ layers.b[L].abs() + layers.d.abs()).expand(N, R).clone()
         lams = [None] * L
+        if relax is None:
+            relax = node_relaxations(layers, nodes)
         for k in range(L - 1, -1, -1):  # hidden layer k+1: h = ReLU(a), a = W^k h^k + b^k
             if keep_lambdas:
                 lams[k] = Lam.detach()
-            _l, _u, su, tu, lin, free = phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
-            su, tu, lin, free = su[:, None, :], tu[:, None, :], lin[:, None, :], free[:, None, :]
+            su, tu, lin, free, sgn = relax[k]
             pos = Lam > 0
             slope_lo = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin)
             Lpos = torch.where(pos, Lam, torch.zeros_like(Lam))
             c = c + (Lpos * tu).sum(-1)
             A = torch.where(pos, Lam * su, Lam * slope_lo)  # coefficients on a^{k+1}
-            sgn = nodes.split[k].to(torch.float64)[:, None, :]
             A = A + nodes.beta[k].clamp(min=0.0) * sgn  # β σ a ≥ 0 on decided neurons
             if nodes.gamma is not None:  # γ (a − l) ≥ 0, γ (u − a) ≥ 0 on stable neurons
                 g, gc = stable_multipliers(layers, nodes, k)
@@ -340,9 +384,12 @@ def certified(val, mag):
     return v + MARGIN * (1.0 + v.abs() + mag)
 
 
+STEP_DTYPE = "float32"
+
+
 def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: float = 0.1, best=None,
-             stop_below=None, deadline: float | None = None):
-    """Tighten the bounds of ``nodes`` by projected Adam on α (∈ [0,1]) and β (≥ 0).
+             stop_below=None, deadline: float | None = None, dtype: str | None = None):
+    """Tighten the bounds of ``nodes`` by projected Adam on α (∈ [0,1]), β (≥ 0) and γ (≥ 0).
 
     Parameters
     ----------
@@ -353,32 +400,57 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
     stop_below : ``(N,)`` thresholds; the loop ends early once every node's bound (max over
         its rows' groups is taken by the caller) is below — a node proven is done.
     deadline : ``time.perf_counter()`` value after which no further step starts.
+    dtype : "float32" or "float64", the precision of the gradient steps (default
+        :data:`STEP_DTYPE`). Every α ∈ [0, 1], β ≥ 0, γ ≥ 0 gives a valid bound, so the
+        steps only need to find good ones: in float32 they take about half the time of
+        float64 on a CPU. The bounds returned are always evaluated in float64 and widened
+        (:func:`certified`): for the multipliers the steps end with, and for the ones they
+        start from when ``best`` is not given.
 
     Returns
     -------
-    ``(ub, nodes)``: the certified ``(N, R)`` upper bounds (minimum over the iterations, each a
-    valid bound) and the batch with the α, β that gave the last step (warm start for children).
+    ``(ub, nodes)``: the certified ``(N, R)`` upper bounds (the smaller of ``best`` and those
+    evaluated) and the batch with the α, β, γ of the last step (warm start for children).
     """
     import torch
 
-    alpha = [a.detach().clone().requires_grad_(True) for a in nodes.alpha]
-    beta = [b.detach().clone().requires_grad_(True) for b in nodes.beta]
-    gamma = None if nodes.gamma is None else [g.detach().clone().requires_grad_(True) for g in nodes.gamma]
+    dt = getattr(torch, STEP_DTYPE if dtype is None else dtype)
+    if dt not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    fast = layers.cast(dt)
+    start = cast_nodes(nodes, dt) if dt != torch.float64 else nodes
+    alpha = [a.detach().clone().requires_grad_(True) for a in start.alpha]
+    beta = [b.detach().clone().requires_grad_(True) for b in start.beta]
+    gamma = None if start.gamma is None else [g.detach().clone().requires_grad_(True) for g in start.gamma]
     params = [*alpha, *beta, *(gamma or [])]
-    work = replace(nodes, alpha=alpha, beta=beta, gamma=gamma)
+    work = replace(start, alpha=alpha, beta=beta, gamma=gamma)
+    relax = node_relaxations(layers, nodes)
+    relax_fast = relax if dt == torch.float64 else node_relaxations(fast, start)
+
+    def as_float64(ps):
+        return [p.detach().to(torch.float64) for p in ps]
+
+    def certify():  # the float64 bound of the current multipliers
+        ga = None if gamma is None else as_float64(gamma)
+        w = replace(nodes, alpha=as_float64(alpha), beta=as_float64(beta), gamma=ga)
+        val, mag, _ = bound(layers, w, relax=relax)
+        return certified(val, mag)
+
+    ub = None if best is None else torch.as_tensor(best, dtype=torch.float64).clone()
+    if ub is None:
+        ub = certify()
     # Adam by hand (torch.optim's first use imports the compiler stack: seconds)
     m1 = [torch.zeros_like(p) for p in params]
     m2 = [torch.zeros_like(p) for p in params]
     b1, b2, eps = 0.9, 0.999, 1e-8
-    ub = None if best is None else torch.as_tensor(best, dtype=torch.float64).clone()
-    for it in range(iterations + 1):
-        val, mag, _ = bound(layers, work, need_grad=it < iterations)
-        cert = certified(val, mag)
-        ub = cert if ub is None else torch.minimum(ub, cert)
-        if it == iterations or (stop_below is not None and bool((ub.max(-1).values <= stop_below).all())):
-            break
+    for it in range(iterations):
         if deadline is not None and time.perf_counter() >= deadline:
             break
+        val, _, _ = bound(fast, work, need_grad=True, relax=relax_fast)
+        if stop_below is not None:  # proven at the working precision: certify below
+            v = val.detach().to(torch.float64)
+            if bool(((v + 1e-5 * (1.0 + v.abs())).max(-1).values <= torch.as_tensor(stop_below)).all()):
+                break
         grads = torch.autograd.grad(val.sum(), params, allow_unused=True)
         with torch.no_grad():
             step = lr * (1 - b2 ** (it + 1)) ** 0.5 / (1 - b1 ** (it + 1))
@@ -392,8 +464,10 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
                 a.clamp_(0.0, 1.0)
             for b in (*beta, *(gamma or [])):
                 b.clamp_(min=0.0)
-    done = replace(nodes, alpha=[a.detach() for a in alpha], beta=[b.detach() for b in beta],
-                   gamma=None if gamma is None else [g.detach() for g in gamma])
+    if iterations > 0 or best is not None:
+        ub = torch.minimum(ub, certify())
+    done = replace(nodes, alpha=as_float64(alpha), beta=as_float64(beta),
+                   gamma=None if gamma is None else as_float64(gamma))
     return ub, done
 
 
