@@ -217,3 +217,21 @@ def test_back_substitution_skips_inactive_neurons_without_changing_a_bound(monke
         for l in range(len(x.lower)):
             np.testing.assert_allclose(x.lower[l], y.lower[l], rtol=1e-9, atol=1e-9)
             np.testing.assert_allclose(x.upper[l], y.upper[l], rtol=1e-9, atol=1e-9)
+
+
+def test_abs_weights_are_kept_only_for_arrays_that_cannot_change():
+    from nnmiplib.bounds.cheap import abs_weights
+
+    net = nm.Network([np.array([[1.0, -2.0], [-3.0, 4.0]])], [np.zeros(2)])
+    A1, n1 = abs_weights(net.weights[0])
+    assert abs_weights(net.weights[0])[0] is A1 and n1 == 7.0  # a Network's array: kept
+    W = np.array([[1.0, -2.0]])
+    assert abs_weights(W)[1] == 3.0
+    W[0, 1] = -5.0  # writable: recomputed
+    assert abs_weights(W)[1] == 6.0
+    base = np.array([[1.0, -1.0]])
+    view = base[:]
+    view.setflags(write=False)  # a read-only view of a writable array: recomputed too
+    assert abs_weights(view)[1] == 2.0
+    base[0, 0] = 10.0
+    assert abs_weights(view)[1] == 11.0

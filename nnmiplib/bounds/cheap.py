@@ -51,10 +51,11 @@ _ABS: dict = {}  # id of a read-only float64 weight array → (the array, |W|, m
 
 def abs_weights(W: np.ndarray) -> tuple[np.ndarray, float]:
     """|W| and its max row sum. A network's weights are bounded on many domains (every image
-    of a grid, every node of a search), so for read-only float64 arrays (a
-    :class:`~nnmiplib.network.Network`'s are) both are kept for the last 32 arrays; the entry
+    of a grid, every node of a search), so for read-only float64 arrays that own their data
+    (a :class:`~nnmiplib.network.Network`'s do) both are kept for the last 32 arrays; the entry
     holds the array, so its id stays its own and a read-only array cannot go stale."""
-    frozen = isinstance(W, np.ndarray) and W.dtype == np.float64 and not W.flags.writeable
+    frozen = (isinstance(W, np.ndarray) and W.dtype == np.float64 and not W.flags.writeable
+              and W.flags.owndata)  # (a read-only view of a writable array could change)
     hit = _ABS.get(id(W)) if frozen else None
     if hit is not None and hit[0] is W:
         return hit[1], hit[2]
