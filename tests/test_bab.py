@@ -23,29 +23,23 @@ def grid2(n=401):
 ROWS = (np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 1.0, 0.0, -1.0], [-0.5, 0.0, 1.0, 0.0]]), np.array([0.0, 0.1, -0.2]))
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_node_bounds_contain_every_point_of_the_node(seed):
-    """Any α ∈ [0,1], β ≥ 0 and decisions: the bound is above every input whose phases match the node."""
-    net = rnet([2, 8, 8, 4], seed)
-    dom = nm.domains.unit_box(2)
-    b = interval_bounds(net, dom)
-    C, d = ROWS
-    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C, d)
-    rng = np.random.default_rng(seed)
-    N = 24
+def random_split_nodes(net, b, N, rng):
+    """Layers of ``net`` on the unit box with bounds ``b`` and the rows ``ROWS``, and ``N`` root
+    nodes with random decisions (a quarter active, a quarter inactive)."""
+    dom = nm.domains.unit_box(net.n_inputs)
+    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, *ROWS)
     nodes = relax.NodeBatch.root(layers, N)
-    X = grid2(201)
-    pre = net.preactivations(X)  # per hidden layer (n, width)
     for k, s in enumerate(layers.sizes):
         nodes.split[k] = torch.as_tensor(rng.choice([-1, 0, 0, 1], size=(N, s)).astype(np.int8))
-        nodes.alpha[k] = torch.as_tensor(rng.uniform(0, 1, size=(N, 3, s)))
-        nodes.beta[k] = torch.as_tensor(rng.exponential(0.5, size=(N, 3, s)))
-    val, mag, _ = relax.bound(layers, nodes)
-    ub = relax.certified(val, mag).numpy()
-    F = net.forward(X) @ C.T + d
+    return layers, nodes
+
+
+def assert_above_node_maxima(net, layers, nodes, pre, F, ub):
+    """Every node's bound ``ub[n]`` is above the rows ``F`` at the grid points (pre-activations
+    ``pre``) whose phases match the node's decisions."""
     kept = [np.flatnonzero(kp) for kp in layers.keep]
-    for n in range(N):
-        inside = np.ones(len(X), dtype=bool)
+    for n in range(nodes.n):
+        inside = np.ones(len(F), dtype=bool)
         for k in range(net.depth):
             s = nodes.split[k][n].numpy()
             a = pre[k][:, kept[k]]
@@ -54,21 +48,33 @@ def test_node_bounds_contain_every_point_of_the_node(seed):
             assert np.all(F[inside].max(0) <= ub[n] + 1e-9), (n, F[inside].max(0), ub[n])
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_node_bounds_contain_every_point_of_the_node(seed):
+    """Any α ∈ [0,1], β ≥ 0 and decisions: the bound is above every input whose phases match the node."""
+    net = rnet([2, 8, 8, 4], seed)
+    rng = np.random.default_rng(seed)
+    N = 24
+    layers, nodes = random_split_nodes(net, interval_bounds(net, nm.domains.unit_box(2)), N, rng)
+    C, d = ROWS
+    X = grid2(201)
+    pre = net.preactivations(X)  # per hidden layer (n, width)
+    for k, s in enumerate(layers.sizes):
+        nodes.alpha[k] = torch.as_tensor(rng.uniform(0, 1, size=(N, 3, s)))
+        nodes.beta[k] = torch.as_tensor(rng.exponential(0.5, size=(N, 3, s)))
+    val, mag, _ = relax.bound(layers, nodes)
+    ub = relax.certified(val, mag).numpy()
+    F = net.forward(X) @ C.T + d
+    assert_above_node_maxima(net, layers, nodes, pre, F, ub)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_float32_steps_report_float64_bounds(seed):
     """optimise takes its Adam steps in float32 but reports float64 bounds: the bound it returns
     is the float64 bound of the multipliers it returns (or of its start, if smaller), above
     every node's grid maximum, and about as tight as with float64 steps."""
     net = rnet([2, 10, 10, 4], seed)
-    dom = nm.domains.unit_box(2)
-    b = crown_bounds(net, dom)
+    layers, nodes = random_split_nodes(net, crown_bounds(net, nm.domains.unit_box(2)), 12, np.random.default_rng(seed))
     C, d = ROWS
-    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C, d)
-    rng = np.random.default_rng(seed)
-    N = 12
-    nodes = relax.NodeBatch.root(layers, N)
-    for k, s in enumerate(layers.sizes):
-        nodes.split[k] = torch.as_tensor(rng.choice([-1, 0, 0, 1], size=(N, s)).astype(np.int8))
     out = {dt: relax.optimise(layers, nodes, iterations=15, dtype=dt) for dt in ("float32", "float64")}
     ub, done = out["float32"]
     assert ub.dtype == torch.float64 and all(a.dtype == torch.float64 for a in done.alpha + done.beta)
@@ -77,15 +83,7 @@ def test_float32_steps_report_float64_bounds(seed):
     X = grid2(201)
     F = net.forward(X) @ C.T + d
     pre = net.preactivations(X)
-    kept = [np.flatnonzero(kp) for kp in layers.keep]
-    for n in range(N):
-        inside = np.ones(len(X), dtype=bool)
-        for k in range(net.depth):
-            s = nodes.split[k][n].numpy()
-            a = pre[k][:, kept[k]]
-            inside &= np.all((s <= 0) | (a >= 0), axis=1) & np.all((s >= 0) | (a <= 0), axis=1)
-        if inside.any():
-            assert np.all(F[inside].max(0) <= ub[n].numpy() + 1e-9)
+    assert_above_node_maxima(net, layers, nodes, pre, F, ub.numpy())
     u32, u64 = ub.numpy(), out["float64"][0].numpy()
     assert np.all(u32 <= u64 + 1e-3 * (1 + np.abs(u64)))
     with pytest.raises(ValueError, match="dtype"):
