@@ -211,6 +211,7 @@ def test_back_substitution_skips_inactive_neurons_without_changing_a_bound(monke
     out = {}
     for frac in (0.0, 2.0):
         monkeypatch.setattr(cheap, "LIVE_FRACTION", frac)
+        monkeypatch.setattr(cheap, "LIVE_MIN_SIZE", 0)
         out[frac] = [nm.bounds.crown_bounds(net, dom), nm.bounds.compute_bounds(net, dom, method="alpha")]
     assert sum(int(np.sum(u <= 0)) for u in out[2.0][0].upper[:-1]) > 0  # some neurons are inactive
     for x, y in zip(out[0.0], out[2.0]):

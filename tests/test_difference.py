@@ -252,6 +252,8 @@ def test_skipping_neurons_inactive_in_both_changes_no_bound(monkeypatch):
     for frac in (0.0, 2.0):  # 0: always slice (whenever any neuron is inactive); 2: never
         monkeypatch.setattr(cheap, "LIVE_FRACTION", frac)
         monkeypatch.setattr(diff, "LIVE_FRACTION", frac)
+        monkeypatch.setattr(cheap, "LIVE_MIN_SIZE", 0)
+        monkeypatch.setattr(diff, "LIVE_MIN_SIZE", 0)
         out[frac] = [difference_bounds(net, other, dom) for other in copies(net)]
         for other, db in zip(copies(net), out[frac]):
             assert db.violation(net, other, X) <= 0.0
