@@ -261,7 +261,11 @@ def with_inputs(net: Network, lo: np.ndarray) -> Network:
 def _cores() -> int:
     """Torch threads for the branch and bound of one query (the command runs one query per
     process): the cores this process may use, at most 4. Measured on 2 cores, 256x4 MNIST
-    ε = 0.02: 49 000 nodes in 30 s with 2 threads against 32 000 with 1."""
+    ε = 0.02, with float64 Adam steps: 49 000 nodes in 30 s with 2 threads against 32 000 with
+    1. Since the steps run in float32 (:data:`nnmiplib.bab.relax.STEP_DTYPE`) one thread is
+    the faster search (one ε = 0.03 row, 20 s: 67 300 nodes against 48 900 with 2 threads);
+    whether the command gains from one thread and a second search on the other core is not
+    measured yet."""
     from ..machine import n_cores
 
     return max(1, min(n_cores(), 4))
