@@ -63,8 +63,11 @@ def abs_weights(W: np.ndarray) -> tuple[np.ndarray, float]:
     norm = float(A.sum(axis=1).max()) if A.size else 0.0
     if frozen:
         A.setflags(write=False)
-        while len(_ABS) >= 32:
-            _ABS.pop(next(iter(_ABS)))
+        try:
+            while len(_ABS) >= 32:
+                _ABS.pop(next(iter(_ABS)), None)
+        except RuntimeError:  # another thread changed the cache meanwhile: it stays small either way
+            pass
         _ABS[id(W)] = (W, A, norm)
     return A, norm
 
