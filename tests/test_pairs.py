@@ -57,6 +57,30 @@ def test_max_logit_change_matches_grid(seed):
     assert np.all(n1.forward(X) - n2.forward(X) <= db["logit_upper"]) and db["mean_width"] <= db["interval_mean_width"]
 
 
+def test_difference_report_skips_its_lps_when_the_limit_is_spent():
+    """A query that used its whole time limit reports the column bounds only: the two root LPs
+    are skipped (they would overrun the limit), and the report says so."""
+    import time
+
+    from nnmiplib.queries.pairs import logit_change_model, report_difference
+
+    n1, n2 = pair(0)
+    b = (crown_bounds(n1, UNIT), crown_bounds(n2, UNIT))
+    db = nm.bounds.difference_bounds(n1, n2, UNIT, bounds=b)
+    build = lambda f: logit_change_model([n1, n2], UNIT, list(b), db if f else None)[0]
+    for spent, has_lp in ((10.0, False), (0.0, True)):
+        res = Q.Result("max-logit-change", "max")
+        t = time.perf_counter()
+        report_difference(res, build, "highs", 10.0, t - spent)
+        assert (res.extra["dual_bound_without_difference"] is not None) == has_lp
+        assert (res.extra["root_lp_bound_with_difference"] is not None) == has_lp
+        assert np.isfinite(res.extra["column_bound_without_difference"])
+        assert np.isfinite(res.extra["column_bound_with_difference"])
+        assert ("no time left" in res.extra.get("difference_report", "")) == (not has_lp)
+        if not has_lp:
+            assert time.perf_counter() - t < 1.0
+
+
 def test_max_logit_change_without_difference_and_maxdiff_logits_agree():
     n1, n2 = pair(4)
     b = (crown_bounds(n1, UNIT), crown_bounds(n2, UNIT))

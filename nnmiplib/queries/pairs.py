@@ -150,19 +150,25 @@ def report_difference(res: Result, build: Callable[[bool], object], solver: str,
     ``build(with_difference)`` returns the model. ``extra["dual_bound_without_difference"]``
     and ``extra["root_lp_bound_with_difference"]`` (both widened like every dual bound) are
     computed after the query's own solve, each with the time left of ``time_limit`` (counted
-    from ``t_start``) but at least ``min(2 s, 0.1·time_limit)`` — a measurement that may
-    overrun the limit by at most that much twice; an LP that gets no answer in its time
-    leaves None (``extra["difference_report"]`` says why). The root LP of a joint model is
-    not cheap (the 200x5 pair on an L∞ ball: 30–60 s with HiGHS on a busy core), so
-    ``extra["column_bound_without_difference"]`` and ``…_with_difference`` also give the
-    bound implied by the column bounds alone (instant; e.g. max_logit_change's largest |δ_k|).
+    from ``t_start``), and only if at least ``min(2 s, 0.1·time_limit)`` is left: a query
+    that used its whole limit skips them (a 2-second LP of the 3000x1 pair's joint model ran
+    4.4 s in HiGHS and gave no bound, and each such LP overran the query's limit). An LP
+    skipped or without an answer in its time leaves None (``extra["difference_report"]``
+    says why). The root LP of a joint model is not cheap (the 200x5 pair on an L∞ ball:
+    30–60 s with HiGHS on a busy core), so ``extra["column_bound_without_difference"]`` and
+    ``…_with_difference`` always give the bound implied by the column bounds alone
+    (instant; e.g. max_logit_change's largest |δ_k|).
     """
     floor = None if time_limit is None else min(2.0, 0.1 * time_limit)
     for key, flag in (("dual_bound_without_difference", False), ("root_lp_bound_with_difference", True)):
-        left = None if time_limit is None else max(time_limit - (time.perf_counter() - t_start), floor)
+        left = None if time_limit is None else time_limit - (time.perf_counter() - t_start)
         t = time.perf_counter()
         model = build(flag)
         res.extra["column_bound_" + ("with" if flag else "without") + "_difference"] = interval_objective_bound(model)
+        if left is not None and left < floor:
+            res.extra[key], res.extra[key.replace("bound", "time")] = None, 0.0
+            res.extra["difference_report"] = "no time left for the root LPs (the column bounds are reported)"
+            continue
         b = lp_objective_bound(model, solver, left)
         res.extra[key] = None if b is None else widen_dual(b, res.sense)
         res.extra[key.replace("bound", "time")] = time.perf_counter() - t
