@@ -25,10 +25,12 @@ import numpy as np
 __all__ = [
     "MARGIN",
     "SLOPE_RULES",
+    "abs_weights",
     "backsub_upper",
     "clip_to",
     "crown_arrays",
     "interval_arrays",
+    "live_index",
     "naive_arrays",
     "prop22_arrays",
     "prop22_layer",
@@ -233,13 +235,16 @@ def _live_columns(su, sl, size: int | None = None):
     by its slope, so an inactive neuron's column (both slopes 0) is zero: dropping it from
     the product with W^k changes no term, and on the thesis's sparse L1 nets, where most
     neurons are inactive on a small box, cuts the largest products by a factor of 2–4."""
-    if size is not None and size < LIVE_MIN_SIZE:
+    return live_index((su != 0) | (np.any(sl != 0, axis=0) if np.ndim(sl) == 2 else sl != 0), size)
+
+
+def live_index(live: np.ndarray, size: int | None = None):
+    """``np.flatnonzero(live)``, or None where slicing out the others would not pay: more than
+    ``LIVE_FRACTION`` of the neurons live, or a weight matrix of fewer than ``LIVE_MIN_SIZE``
+    entries (``size``). Shared by :func:`backsub_upper` and the difference bounds."""
+    if (size is not None and size < LIVE_MIN_SIZE) or np.count_nonzero(live) > LIVE_FRACTION * live.size:
         return None
-    live = su != 0
-    live = live | (np.any(sl != 0, axis=0) if np.ndim(sl) == 2 else sl != 0)
-    n = live.size
-    k = int(np.count_nonzero(live))
-    return None if k > LIVE_FRACTION * n else np.flatnonzero(live)
+    return np.flatnonzero(live)
 
 
 def backsub_upper(Lam, c, weights, biases, relax, lo, hi, xmag=None) -> np.ndarray:

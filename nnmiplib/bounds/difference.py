@@ -110,15 +110,7 @@ from ..domains import Box, box
 from ..network import Network
 from .alpha import alpha_bounds
 from .base import Bounds, LayerBoxes
-from .cheap import (
-    LIVE_FRACTION,
-    LIVE_MIN_SIZE,
-    MARGIN,
-    SLOPE_RULES,
-    backsub_upper,
-    relu_relaxation,
-    widen,
-)
+from .cheap import MARGIN, SLOPE_RULES, backsub_upper, live_index, relu_relaxation, widen
 from .compute import crown_bounds
 
 __all__ = ["REFERENCES", "DifferenceBounds", "difference_arrays", "difference_bounds", "relu_difference_relaxation"]
@@ -357,9 +349,7 @@ def _add_relaxation(P: _Pair, k: int, dl, du, rules):
     rel["mag_l"] = np.abs(rel["pl"]) * dmag + np.abs(rel["ql"]) * amag + np.abs(rel["rl"])
     hrel = {r: relu_relaxation(lB, uB, r) for r in rules}
     nz = [rel[k] != 0 for k in ("pu", "pl", "qu", "ql")] + [x != 0 for r in rules for x in hrel[r][::2]]
-    live = np.logical_or.reduce(nz)
-    small = P.dW[k].size < LIVE_MIN_SIZE  # slicing a small matrix costs more than it saves
-    rel["live"] = None if small or np.count_nonzero(live) > LIVE_FRACTION * live.size else np.flatnonzero(live)
+    rel["live"] = live_index(np.logical_or.reduce(nz), P.dW[k].size)
     su0, tu0, _ = hrel[rules[0]]
     rel["mag_h"] = np.abs(su0) * amag + np.abs(tu0) + amag  # s_u·ā + t_u, or s_l·ā ≤ ā
     P.relax.append((rel, hrel))
