@@ -171,6 +171,29 @@ def test_time_limit_keeps_a_valid_bound():
     assert r.time < 10
 
 
+@pytest.mark.parametrize("split_rows", [False, True])
+def test_cancel_stops_the_search_with_a_valid_bound(split_rows):
+    """A set ``cancel`` event stops the search at its next batch, as a deadline would: the
+    status is a time limit, the dual bound is still above the grid maximum, and it ends long
+    before its time limit (the same search uncancelled has not closed within 1 s)."""
+    import threading
+    import time
+
+    net = rnet([2, 40, 40, 40, 4], 1, scale=2.5)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    brute = float(group_value(net.forward(grid2(601)) @ C.T + d, np.arange(3), 3).max())
+    kw = dict(lower=b.lower[:-1], upper=b.upper[:-1], rel_gap=0.0, abs_gap=0.0, iterations=2, split_rows=split_rows)
+    assert solve(net, dom.lo, dom.hi, C, d, time_limit=1.0, **kw).status == "time_limit"
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    t = time.perf_counter()
+    r = solve(net, dom.lo, dom.hi, C, d, time_limit=60.0, cancel=stop, **kw)
+    assert r.status == "time_limit" and r.dual_bound >= brute - 1e-9
+    assert time.perf_counter() - t < 10
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_refined_node_bounds_contain_every_point_of_the_node(seed):
     """refine(): each node's re-tightened intermediate bounds hold every input whose phases match

@@ -464,7 +464,86 @@ def test_exact_stage_takes_the_disjunct_with_the_most_room_last(tmp_path, monkey
     monkeypatch.setattr(engine, "_bab_disjunct", fake)
     monkeypatch.setattr(engine, "_refuted_by_range", lambda *a: False)
     monkeypatch.setattr(engine, "_attack", lambda *a, **k: None)
+    monkeypatch.setattr(engine, "SEARCH_WORKERS", 1)  # one at a time: the order of the calls is the order of work
     res = verify(parse_query(text), loaded, timeout=30, engine="bab")
     assert res.status == "unsat" and sorted(order) == [0, 1, 2], res.log
     rooms = {dj.index: dj._room for dj in res.problem.disjuncts}
     assert order == sorted(order, key=rooms.get) and order[-1] == 0 and order[0] == 1, (order, rooms)
+
+
+def _three_disjuncts(thr):
+    """"Y_0 ≥ Y_1 + thr, or Y_2 ≥ Y_1 + thr, or Y_0 ≥ Y_2 + thr": three disjuncts of one box."""
+    return _v1_head() + (f"(assert (or (and (>= Y_0 (+ Y_1 {thr!r}))) (and (>= Y_2 (+ Y_1 {thr!r})))"
+                         f" (and (>= Y_0 (+ Y_2 {thr!r})))))\n")
+
+
+def test_searches_side_by_side_answer_as_one_at_a_time(tmp_path, monkeypatch):
+    """With two cores the branch-and-bound searches of the open disjuncts run two at a time
+    (one torch thread each); the answers are those of one search at a time and of the grid:
+    unsat just above the largest of the three maxima, sat (a witness that meets its row)
+    just below it."""
+    from nnmiplib import machine
+    from nnmiplib.vnnlib import engine
+
+    monkeypatch.setattr(machine, "n_cores", lambda: 2)
+    net = _net(5, hidden=(16, 16, 16))
+    n32 = _f32(net)
+    X, h = _grid(401)
+    rows = [np.array(c, dtype=float) for c in ([1, -1, 0], [0, -1, 1], [1, 0, -1])]
+    top = max(float((n32.forward(X) @ c).max()) for c in rows)
+    miss = max(float(_lipschitz(n32, c).sum()) for c in rows) * h / 2
+    loaded = {"N": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}
+    for thr, truth in ((round(float(top + miss + 0.05), 6), "unsat"), (round(float(top - 0.01), 6), "sat")):
+        answers = {}
+        for workers in (2, 1):
+            monkeypatch.setattr(engine, "SEARCH_WORKERS", workers)
+            res = verify(parse_query(_three_disjuncts(thr)), loaded, timeout=60, engine="bab")
+            answers[workers] = res.status
+            if res.status == "sat":
+                x = np.asarray(res.values["X"], dtype=np.float64).ravel()
+                y = n32.forward(x)
+                assert max(float(y @ c) for c in rows) >= thr - 1e-6, (x, y)
+            elif workers == 2:  # the searches decided it, not the cheap bounds
+                assert sum("refuted (branch and bound:" in line for line in res.log) >= 2, res.log
+        assert answers == {2: truth, 1: truth}, (thr, answers)
+
+
+def test_a_witness_cancels_the_search_beside_it(tmp_path, monkeypatch):
+    """Once one search's point is a checked witness the query is sat at once: the search
+    running beside it is cancelled (it would otherwise run its whole share of 60 s)."""
+    import threading
+    import time
+
+    from nnmiplib import machine
+    from nnmiplib.vnnlib import engine
+
+    monkeypatch.setattr(machine, "n_cores", lambda: 2)
+    monkeypatch.setattr(engine, "SEARCH_WORKERS", 2)
+    monkeypatch.setattr(engine, "_refuted_by_range", lambda *a: False)
+    # the attack stage finds nothing; a search's point is taken as it is
+    monkeypatch.setattr(engine, "_attack", lambda *a, starts=None, **k: None if starts is None else starts[0])
+    started, cancelled = [], threading.Event()
+    first_done = threading.Event()
+
+    def fake(prob, dj, *, time_limit, seed, cache=None, cancel=None, **kw):
+        started.append(dj.index)
+        if len(started) == 1:  # the first search runs until it is cancelled (or its share is spent)
+            end = time.perf_counter() + time_limit
+            first_done.set()
+            while time.perf_counter() < end:
+                if cancel is not None and cancel.is_set():
+                    cancelled.set()
+                    return "timeout", None, "cancelled"
+                time.sleep(0.01)
+            return "timeout", None, "ran its share"
+        first_done.wait(5)
+        return "open", (dj.lo + dj.hi) / 2, "a point"
+
+    monkeypatch.setattr(engine, "_bab_disjunct", fake)
+    net = _net(1, hidden=(8,))
+    loaded = {"N": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}
+    t = time.perf_counter()
+    res = verify(parse_query(_three_disjuncts(-1e6)), loaded, timeout=60, engine="bab")
+    took = time.perf_counter() - t
+    assert res.status == "sat", res.log
+    assert cancelled.is_set() and took < 10, (took, res.log)

@@ -369,7 +369,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
           max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
           initial_points=None, split_rows: bool | None = None, refine: bool = False,
-          witness: float | None = None, leaf=None, links=None, tighten: float = 0.0) -> BabResult:
+          witness: float | None = None, leaf=None, links=None, tighten: float = 0.0, cancel=None) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -417,6 +417,10 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         indices): ``dl ≤ a_i − a_j ≤ du`` holds on the whole box; every child's bounds of linked
         neurons are then tightened from each other's (:func:`nnmiplib.bab.relax.imply`), e.g.
         a network and its pruned copy stacked into one (:func:`nnmiplib.bab.pair.solve_pair`).
+    cancel : optional :class:`threading.Event`; once it is set the search stops at its next
+        batch as at its deadline (status ``"time_limit"``, the open nodes' bound reported), e.g.
+        when another search running beside it has settled the question (a tightening under
+        way, ``tighten``, first runs on to its share).
     """
     import torch
 
@@ -446,18 +450,19 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
-                                  initial_points, t0, links=links, tighten=tighten)
+                                  initial_points, t0, links=links, tighten=tighten, cancel=cancel)
         if tighten > 0 and deadline is not None and len(lower) >= 2:
             return _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed,
-                                    initial_points, t0, tighten, witness=witness, leaf=leaf, links=links)
+                                    initial_points, t0, tighten, witness=witness, leaf=leaf, links=links,
+                                    cancel=cancel)
         return _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
-                      t0, witness=witness, leaf=leaf, links=links)
+                      t0, witness=witness, leaf=leaf, links=links, cancel=cancel)
     finally:
         torch.set_num_threads(prev_threads)
 
 
 def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed, initial_points, t0,
-                   links=None, tighten=0.0):
+                   links=None, tighten=0.0, cancel=None):
     """:func:`solve` one row at a time (every group a single row): see ``split_rows``."""
     import torch
 
@@ -493,7 +498,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until``; its point is offered."""
         res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold, rel_gap,
                      abs_gap, until, batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed,
-                     primal.x, t0, floor=None if threshold is not None else primal.value, links=links)
+                     primal.x, t0, floor=None if threshold is not None else primal.value, links=links, cancel=cancel)
         if res.x is not None:
             primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
         return res
@@ -632,7 +637,7 @@ def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = No
 
 def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
            iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
-           witness=None, leaf=None, links=None):
+           witness=None, leaf=None, links=None, cancel=None):
     import torch
 
     layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
@@ -654,7 +659,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         return time.perf_counter() - t0
 
     def out_of_time():
-        return deadline is not None and time.perf_counter() >= deadline
+        return (deadline is not None and time.perf_counter() >= deadline) or (cancel is not None and cancel.is_set())
 
     def decided_by_point():
         return threshold is not None and primal.value > (threshold if witness is None else witness)
