@@ -150,6 +150,7 @@ def main(argv=None) -> None:
         summarise(arch, rows, args)
     print(f"\nload average {load()} at the end")
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=float)
 

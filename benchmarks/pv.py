@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import time
 
 ARCHS = ("3000x1", "800x2", "200x5", "100x10")
@@ -111,6 +112,7 @@ def main(argv=None) -> None:
                 line += f", gap ≤ 1 % {g}/{len(sel)}"
             print(line)
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)
 

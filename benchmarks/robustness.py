@@ -568,6 +568,7 @@ def main(argv=None) -> int:
         print("  ", *f)
     if args.out:
         result["queries"] = [{k: v for k, v in q.items() if k not in ("lo", "hi")} for q in queries]
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1, default=str))
     return 1 if wrong else 0
 

@@ -184,7 +184,8 @@ def test_cancel_stops_the_search_with_a_valid_bound(split_rows):
     b = interval_bounds(net, dom)
     C, d = ROWS
     brute = float(group_value(net.forward(grid2(601)) @ C.T + d, np.arange(3), 3).max())
-    kw = dict(lower=b.lower[:-1], upper=b.upper[:-1], rel_gap=0.0, abs_gap=0.0, iterations=2, split_rows=split_rows)
+    kw = {"lower": b.lower[:-1], "upper": b.upper[:-1], "rel_gap": 0.0, "abs_gap": 0.0, "iterations": 2,
+          "split_rows": split_rows}
     assert solve(net, dom.lo, dom.hi, C, d, time_limit=1.0, **kw).status == "time_limit"
     stop = threading.Event()
     threading.Timer(0.5, stop.set).start()
