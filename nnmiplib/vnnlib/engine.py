@@ -264,9 +264,9 @@ def _cores() -> int:
     process): the cores this process may use, at most 4. Measured on 2 cores, 256x4 MNIST
     ε = 0.02, with float64 Adam steps: 49 000 nodes in 30 s with 2 threads against 32 000 with
     1. Since the steps run in float32 (:data:`nnmiplib.bab.relax.STEP_DTYPE`) one thread is
-    the faster search (one ε = 0.03 row, 20 s: 67 300 nodes against 48 900 with 2 threads);
-    whether the command gains from one thread and a second search on the other core is not
-    measured yet."""
+    the faster search (one ε = 0.03 row, 20 s: 67 300 nodes against 48 900 with 2 threads),
+    so the searches of several disjuncts run side by side with one thread each
+    (:func:`_workers`); this many threads serve the tightening and a search that runs alone."""
     from ..machine import n_cores
 
     return max(1, min(n_cores(), 4))
@@ -456,7 +456,9 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
     box's intermediate bounds tightened by :func:`nnmiplib.bab.tightening.tighten` with
     up to :data:`TIGHTEN_SHARE` of the time left — stopped once the bounds proven so far
     refute every open disjunct, tried now and then by a :data:`PROBE`-second search — then
-    the search on them) or the LP relaxation and then the
+    the search on them; the disjuncts' searches run side by side, one per core up to
+    :data:`SEARCH_WORKERS`, and a checked witness of one cancels the others) or the LP
+    relaxation and then the
     MILP of the thesis's model 1.1–1.8 (``engine="mip"``). ``unsat`` only
     when every disjunct is refuted by a bound or a branch-and-bound or MILP dual bound beyond the
     threshold (plus the floating-point margin of :func:`fp_error_bound` for float
