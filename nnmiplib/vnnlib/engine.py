@@ -397,6 +397,15 @@ def _tighten_box(prob: Problem, dj: Disjunct, cache: dict, tighten: float, *, se
                                   stop=decided)
 
 
+def _log_tightening(log: list, cache: dict, dj: Disjunct, tighten: float) -> None:
+    """Log how long the tightening of the disjunct's box took of its ``tighten`` seconds, if it ran."""
+    stats = cache.get(_tight_key(dj), (None, None, []))[2]
+    if stats:
+        took = sum(st["seconds"] for st in stats)
+        end = ", stopped: the bounds so far refute the box" if stats[-1]["stopped"] else ""
+        log.append(f"intermediate bounds of the box tightened by branch and bound ({took:.1f} s of {tighten:.1f}{end})")
+
+
 def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, cache: dict | None = None,
                   tighten: float = 0.0, peers=(), bounds=None, threads: int | None = None, cancel=None):
     """Branch and bound (:mod:`nnmiplib.bab`) on ``max_x min_i slack_i(x)`` of the disjunct's rows.
@@ -575,12 +584,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
         if side > 1:  # the stage's searches side by side, one torch thread each (_workers)
             if tighten:
                 _tighten_box(prob, open_[0], cache, tighten, seed=seed, peers=open_[1:])
-                stats = cache.get(_tight_key(open_[0]), (None, None, []))[2]
-                if stats:
-                    took = sum(st["seconds"] for st in stats)
-                    end = ", stopped: the bounds so far refute the box" if stats[-1]["stopped"] else ""
-                    log.append(f"intermediate bounds of the box tightened by branch and bound ({took:.1f} s of "
-                               f"{tighten:.1f}{end})")
+                _log_tightening(log, cache, open_[0], tighten)
             todo = []
             for dj in open_:
                 if dl.over():
@@ -612,12 +616,8 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
             elif by_bab:
                 verdict, x, why = _bab_disjunct(prob, dj, time_limit=budget, seed=seed, cache=cache, tighten=tighten,
                                                 peers=open_[i + 1:])
-                stats = cache.get(_tight_key(dj), (None, None, []))[2]
-                if tighten and stats:
-                    took = sum(st["seconds"] for st in stats)
-                    end = ", stopped: the bounds so far refute the box" if stats[-1]["stopped"] else ""
-                    log.append(f"intermediate bounds of the box tightened by branch and bound ({took:.1f} s of "
-                               f"{tighten:.1f}{end})")
+                if tighten:
+                    _log_tightening(log, cache, dj, tighten)
                 tighten = 0.0  # once: the other disjuncts of the box find the tightened bounds in the cache
             else:
                 if stage == "milp" and tighten_lp and n_unstable > TIGHTEN_ABOVE:
