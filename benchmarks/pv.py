@@ -38,11 +38,14 @@ ABS_GAP = 1e-3  # softmax-L1 ∈ [0, 2]: a near-zero maximum (a confident net) i
 
 
 def _instance(args):
-    arch, digit, engines, time_limit, bounds, optimise, form = args
+    arch, digit, engines, time_limit, bounds, optimise, form, cuts = args
     import numpy as np
 
     import nnmiplib as nm
     from nnmiplib.study import ch3
+
+    if cuts is not None:
+        nm.queries.pv.BAB_CUTS = cuts
 
     net = nm.train.zoo_net(arch, "l1", 2e-4, scale="paper")
     x0 = ch3.reference_images([digit], 0)[digit][1]
@@ -85,10 +88,13 @@ def main(argv=None) -> None:
     ap.add_argument("--optimise", action="store_true", help="optimise the margin instead of deciding")
     ap.add_argument("--form", choices=("margin", "softmax"), default="margin",
                     help="margin (decide, or --optimise) or the thesis's softmax-L1 objective (to a 1 %% gap)")
+    ap.add_argument("--cuts", type=float, default=None,
+                    help="share of the time the margin form's search spends on cutting planes "
+                         "(default: the library's nnmiplib.queries.pv.BAB_CUTS; 0: none)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", help="write every instance's numbers here (JSON)")
     args = ap.parse_args(argv)
-    tasks = [(a, d, args.engines, args.time_limit, args.bounds, args.optimise, args.form) for a in args.archs for d in args.digits]
+    tasks = [(a, d, args.engines, args.time_limit, args.bounds, args.optimise, args.form, args.cuts) for a in args.archs for d in args.digits]
     rows = []
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for r in pool.imap_unordered(_instance, tasks):

@@ -3,6 +3,9 @@
 - :mod:`~nnmiplib.bab.relax` — upper bounds of objective rows for a batch of nodes (phase
   decisions), the lower-relaxation slopes α and the split multipliers β optimised by
   projected Adam; sound in float64 with the cheap bounds' outward widening;
+- :mod:`~nnmiplib.bab.cuts` — cutting planes: the convex hull of each ReLU over its input
+  box, separated at the LP relaxation's optima (HiGHS) and added to every node's bound with
+  multipliers π optimised like α and β;
 - :mod:`~nnmiplib.bab.branch` — branching: BaBSR-type scores, filtered look-ahead, children;
 - :mod:`~nnmiplib.bab.tightening` — tighter intermediate bounds: one batched search over every
   unstable neuron of a layer (both sides), nodes of different neurons side by side;

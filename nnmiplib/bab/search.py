@@ -267,21 +267,8 @@ def _input_vertices(layers, nodes, worst):
 
 
 def _input_coefficients(layers, nodes):
-    import torch
-
-    N, R_, L = nodes.n, layers.n_rows, layers.depth
-    with torch.no_grad():
-        Lam = (layers.C.expand(N, R_, -1) if nodes.rows is None else nodes.rows) @ layers.W[L]
-        for k in range(L - 1, -1, -1):
-            _l, _u, su, _tu, lin, free = R.phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
-            su, lin, free = su[:, None, :], lin[:, None, :], free[:, None, :]
-            slope_lo = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin)
-            A = torch.where(Lam > 0, Lam * su, Lam * slope_lo)
-            A = A + nodes.beta[k].clamp(min=0.0) * nodes.split[k].to(torch.float64)[:, None, :]
-            if nodes.gamma is not None:
-                A = A + R.stable_multipliers(layers, nodes, k)[0]
-            Lam = A @ layers.W[k]
-    return Lam
+    """Each node's and row's coefficients on the (reduced) input in its relaxation's bound."""
+    return R.bound(layers, nodes, keep_lambdas=True)[2][layers.depth]
 
 
 def _leaf_lp(net, layers, node, lo, hi, C, d, obj, time_limit, leaf=None):
@@ -369,7 +356,8 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
           max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
           initial_points=None, split_rows: bool | None = None, refine: bool = False,
-          witness: float | None = None, leaf=None, links=None, tighten: float = 0.0, cancel=None) -> BabResult:
+          witness: float | None = None, leaf=None, links=None, tighten: float = 0.0, cuts: float = 0.0,
+          cancel=None) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -417,6 +405,11 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         indices): ``dl ≤ a_i − a_j ≤ du`` holds on the whole box; every child's bounds of linked
         neurons are then tightened from each other's (:func:`nnmiplib.bab.relax.imply`), e.g.
         a network and its pruned copy stacked into one (:func:`nnmiplib.bab.pair.solve_pair`).
+    cuts : share of the time left, after any tightening, spent at most on cutting planes for
+        the rows the root leaves open — the convex hull of each ReLU over its input box
+        (:mod:`nnmiplib.bab.cuts`), found at the LP relaxation's optima and added to every
+        node's bound with optimised multipliers (row by row: once, for every open row; one
+        tree: at its root, after the tightening's last look). 0 (default): none.
     cancel : optional :class:`threading.Event`; once it is set the search stops at its next
         batch as at its deadline (status ``"time_limit"``, the open nodes' bound reported), e.g.
         when another search running beside it has settled the question (a tightening under
@@ -450,19 +443,19 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
-                                  initial_points, t0, links=links, tighten=tighten, cancel=cancel)
+                                  initial_points, t0, links=links, tighten=tighten, cuts=cuts, cancel=cancel)
         if tighten > 0 and deadline is not None and len(lower) >= 2:
             return _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed,
                                     initial_points, t0, tighten, witness=witness, leaf=leaf, links=links,
-                                    cancel=cancel)
+                                    cancel=cancel, cut_share=cuts)
         return _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
-                      t0, witness=witness, leaf=leaf, links=links, cancel=cancel)
+                      t0, witness=witness, leaf=leaf, links=links, cancel=cancel, cut_share=cuts)
     finally:
         torch.set_num_threads(prev_threads)
 
 
 def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed, initial_points, t0,
-                   links=None, tighten=0.0, cancel=None):
+                   links=None, tighten=0.0, cuts=0.0, cancel=None):
     """:func:`solve` one row at a time (every group a single row): see ``split_rows``."""
     import torch
 
@@ -498,12 +491,13 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until``; its point is offered."""
         res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold, rel_gap,
                      abs_gap, until, batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed,
-                     primal.x, t0, floor=None if threshold is not None else primal.value, links=links, cancel=cancel)
+                     primal.x, t0, floor=None if threshold is not None else primal.value, links=links, cancel=cancel,
+                     cuts=found)
         if res.x is not None:
             primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
         return res
 
-    tightened, probe_nodes = None, 0
+    tightened, probe_nodes, found, cut_stats = None, 0, None, None
     if (tighten > 0 and deadline is not None and len(lower) >= 2 and (root_ub > level()).any()
             and not (threshold is not None and primal.value > threshold)):
         left = deadline - time.perf_counter()
@@ -525,6 +519,22 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         lower, upper, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left, stop=decided)
         if not (tightened and tightened[-1]["stopped"]):
             decided(lower, upper)
+    if (cuts > 0 and deadline is not None and (root_ub > level()).any()
+            and not (threshold is not None and primal.value > threshold)):
+        from .cuts import root_cuts
+
+        until = time.perf_counter() + cuts * max(deadline - time.perf_counter(), 0.0)
+        open_rows = [int(r) for r in np.argsort(-root_ub) if root_ub[r] > level()]
+        found, cut_stats = root_cuts(net, R.Layers.build(net, lower, upper, lo, hi, C, d), open_rows,
+                                     deadline=until, stop_below=level())
+        if cut_stats["kept"]:
+            root_ub = np.minimum(root_ub, _root_bound(net, lo, hi, C, d, lower, upper, root_iterations, deadline,
+                                                      cuts=found))
+        else:
+            found = None
+        log.info("cuts: %d kept of %d found in %d LP rounds, %.1f s; root bounds of the open rows now %s",
+                 cut_stats["kept"], cut_stats["found"], cut_stats["rounds"], cut_stats["time"],
+                 np.round(root_ub[open_rows], 3).tolist())
     traj = [(time.perf_counter() - t0, float(max(root_ub.max(), primal.value)), primal.value)]
     duals, nodes, status, parts = root_ub.copy(), 1 + probe_nodes, None, {}
     for r in np.argsort(-root_ub):
@@ -555,7 +565,8 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     return BabResult(status, primal.value if primal.x is not None else None, primal.x, dual, nodes,
                      time.perf_counter() - t0, traj, {"rows": parts, "root_bounds": root_ub.tolist(),
                                                       "incumbent_source": primal.source, "split_rows": True,
-                                                      **({"tightened": tightened} if tightened else {})},
+                                                      **({"tightened": tightened} if tightened else {}),
+                                                      **({"cuts": cut_stats} if cut_stats else {})},
                      bounds=(lower, upper) if tightened else None)
 
 
@@ -566,17 +577,18 @@ _SETTLED = ("optimal", "proved", "violated")
 
 
 def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed, initial_points, t0,
-                     tighten, **kw) -> BabResult:
+                     tighten, cut_share=0.0, **kw) -> BabResult:
     """:func:`solve` of one tree (not row by row) with ``tighten``: a first look of :data:`PROBE`
     seconds; if it does not settle the query, the intermediate bounds are tightened (up to
     ``tighten`` of the time left), the bounds proven so far tried now and then by another
     :data:`PROBE`-second search (the tightening stops once one settles it), then the search
-    goes on with the tightened bounds. The incumbent passes from each search to the next."""
+    goes on with the tightened bounds (with cuts, ``cut_share``, at its root). The incumbent
+    passes from each search to the next."""
     deadline = args[2]
 
-    def run(low, up, until, starts, points):
+    def run(low, up, until, starts, points, cut_share=0.0):
         return _solve(net, lo, hi, C, d, low, up, obj, threshold, *args[:2], min(until, deadline), *args[3:], starts,
-                      seed, points, t0, **kw)
+                      seed, points, t0, cut_share=cut_share, **kw)
 
     looks = [run(lower, upper, time.perf_counter() + PROBE, attack_starts, initial_points)]
 
@@ -596,7 +608,7 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
         low, up, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left, stop=settled)
         bounds = (low, up)
         if not (tightened and tightened[-1]["stopped"]):
-            looks.append(run(low, up, deadline, 0, best_points()))
+            looks.append(run(low, up, deadline, 0, best_points(), cut_share))
     last = looks[-1]
     best = max((r for r in looks if r.x is not None), key=lambda r: r.value, default=last)
     # every look's dual bound is sound on the box (the tightened bounds are): keep the smallest
@@ -611,9 +623,10 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
                      sum(r.nodes for r in looks), time.perf_counter() - t0, traj, stats, bounds)
 
 
-def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline) -> np.ndarray:
-    """Every row's α-optimised bound at the root on intermediate bounds ``lower``/``upper``."""
-    layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
+def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline, cuts=None) -> np.ndarray:
+    """Every row's α-optimised bound at the root on intermediate bounds ``lower``/``upper``
+    (and ``cuts``, :func:`nnmiplib.bab.cuts.root_cuts`, when given)."""
+    layers = R.Layers.build(net, lower, upper, lo, hi, C, d).with_cuts(cuts)
     ub, _ = R.optimise(layers, R.NodeBatch.root(layers), iterations=iterations, deadline=deadline)
     return ub[0].numpy()
 
@@ -637,10 +650,10 @@ def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = No
 
 def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
            iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
-           witness=None, leaf=None, links=None, cancel=None):
+           witness=None, leaf=None, links=None, cancel=None, cuts=None, cut_share=0.0):
     import torch
 
-    layers = R.Layers.build(net, lower, upper, lo, hi, C, d)
+    layers = R.Layers.build(net, lower, upper, lo, hi, C, d).with_cuts(cuts)
     links = None if links is None else layers.reduce_links(links)
     n_rows = layers.n_rows
     if max_nodes is None:
@@ -676,6 +689,19 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         root = root.with_bounds(layers)
     ub, root = R.optimise(layers, root, iterations=root_iterations,
                           stop_below=None if threshold is None else torch.tensor([threshold]))
+    cut_stats = None
+    if cut_share > 0 and cuts is None and deadline is not None and not decided_by_point():
+        level = threshold if threshold is not None else primal.value
+        if float(obj.value(ub)[0]) > level:  # open at the root: cuts for its open rows, worst first
+            from .cuts import root_cuts
+
+            open_rows = [int(r) for r in torch.argsort(ub[0], descending=True) if float(ub[0, r]) > level]
+            until = time.perf_counter() + cut_share * max(deadline - time.perf_counter(), 0.0)
+            found, cut_stats = root_cuts(net, layers, open_rows, deadline=until, stop_below=level)
+            if cut_stats["kept"]:
+                layers = layers.with_cuts(found)
+                ub, root = R.optimise(layers, R.with_cut_multipliers(layers, root), iterations=root_iterations,
+                                      best=ub, stop_below=None if threshold is None else torch.tensor([threshold]))
     root = R.without_gamma(root)  # the stable neurons' multipliers pay at the root only (measured)
     root_value = float(obj.value(ub)[0])
     root_rows = ub[0].detach().cpu().numpy().astype(float).tolist()
@@ -814,7 +840,8 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     dual = global_bound()
     res = BabResult(status, primal.value if primal.x is not None else None, primal.x, float(dual), nodes_bounded,
                     now(), traj, {**stats, "open": open_count, "root_bound": root_value,
-                                  "root_rows": root_rows, "incumbent_source": primal.source})
+                                  "root_rows": root_rows, "incumbent_source": primal.source,
+                                  **({"cuts": cut_stats} if cut_stats else {})})
     return res
 
 

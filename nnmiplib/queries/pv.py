@@ -173,6 +173,10 @@ BAB_REL_GAP = 1e-4
 #: share of the time spent tightening the intermediate bounds once the root leaves a class
 #: open (:func:`nnmiplib.bab.tightening.tighten`)
 BAB_TIGHTEN = 0.5
+#: with ``refine``, margin form: share of the time left after the tightening spent at most on
+#: cutting planes (the convex hull of each ReLU over its input box, :mod:`nnmiplib.bab.cuts`)
+#: for the classes still open
+BAB_CUTS = 0.1
 
 
 def _softmax_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, tol, attack, rng, refine) -> Result:
@@ -237,7 +241,8 @@ def _margin_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, margin, decide, 
     r = solve(net, domain.lo, domain.hi, C, np.zeros(K - 1), lower=bd.lower[:-1], upper=bd.upper[:-1],
               threshold=margin if decide else None, rel_gap=BAB_REL_GAP, abs_gap=1e-6, time_limit=left,
               attack_starts=64 if attack else 0, seed=int(seed),
-              initial_points=x0[None] if domain.contains(x0) else None, tighten=BAB_TIGHTEN if refine else 0.0)
+              initial_points=x0[None] if domain.contains(x0) else None, tighten=BAB_TIGHTEN if refine else 0.0,
+              cuts=BAB_CUTS if refine else 0.0)
     res = Result("pv-margin", "max", solver="bab", margin=margin)
     res.nodes, res.dual_bound = int(r.nodes), float(r.dual_bound)
     if r.x is not None and domain.contains(r.x, DOMAIN_TOL):

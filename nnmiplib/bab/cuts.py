@@ -1,0 +1,245 @@
+r"""Cutting planes for the branch and bound's relaxation: the convex hull of each ReLU over its box.
+
+The triangle relaxation of an unstable neuron ``h = max(0, w·p + b)`` looks at its
+pre-activation ``a = w·p + b`` only; on the box ``p ∈ [L, U]`` of its inputs (the input box for
+the first hidden layer, the previous layer's post-activation bounds for the others) the convex
+hull of the neuron's graph is much smaller. Anderson et al. (2020, *Strong mixed-integer
+programming formulations for trained neural networks*, Thm. 1) describe it in ``(p, h)`` by
+``h ≥ 0``, ``h ≥ w·p + b`` and, for every ``I ⊆ [n]`` and ``ĵ ∉ I`` with ``ℓ(I) ≥ 0 > ℓ(I ∪ {ĵ})``,
+
+.. math::
+
+    h \le \sum_{i \in I} w_i (p_i - \breve L_i) + \frac{\ell(I)}{\breve U_ĵ - \breve L_ĵ} (p_ĵ - \breve L_ĵ),
+    \qquad \ell(I) = \sum_{i \in I} w_i \breve L_i + \sum_{i \notin I} w_i \breve U_i + b,
+
+with ``L̆_i = L_i, Ŭ_i = U_i`` where ``w_i ≥ 0`` and the other way round where ``w_i < 0``.
+Each such cut is valid on the whole box (its right-hand side is ≥ 0 and ≥ ``w·p + b``
+there), so it is valid at every node of a search on that box, whatever the node decides.
+
+**Separation.** At a point ``p`` the tightest cut is a fractional knapsack: order the
+inputs by ``r_i = (p_i − L̆_i)/(Ŭ_i − L̆_i)`` and take them into ``I`` while ``ℓ`` stays
+≥ 0; the next one is ``ĵ`` (:func:`hull_cuts`).
+
+**Where the points come from.** :func:`root_cuts` solves the LP relaxation of the
+network (the Big-M model with ``z ∈ [0, 1]``, HiGHS) for each open objective row, adds
+every cut the optimum violates, and solves again, for a few rounds. The cuts found are
+handed to :mod:`nnmiplib.bab.relax`, which adds each with a multiplier ``π ≥ 0`` to every
+node's back-substitution (``f ≤ f + π (g·p + e − h_j)``) and optimises π with α, β — the
+general cutting planes of GCP-CROWN (Zhang et al., 2022), here with the single-neuron
+hull as the cut family. On PV's margin rows of the 800x2 net (digit 1, tightened
+bounds), 8 rounds took the LP's bound of the worst row from 6.57 to 2.39, and two other
+rows from 3.58 and 1.41 below zero; on the 5-layer 200x5 net the worst row went from 6.87
+to 5.06.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..bounds.cheap import MARGIN
+
+__all__ = ["Cuts", "hull_cuts", "root_cuts", "with_logit_bounds"]
+
+
+@dataclass
+class Cuts:
+    """Cuts ``h_J ≤ G p + e`` of one hidden layer of a :class:`~nnmiplib.bab.relax.Layers`
+    (reduced indices): ``J`` ``(m,)`` the neurons, ``G`` ``(m, n_prev)`` over the layer's
+    inputs ``p`` (the free input coordinates for the first hidden layer, else the previous
+    layer's post-activations), ``e`` ``(m,)``; numpy float64, valid on the whole box."""
+
+    J: np.ndarray
+    G: np.ndarray
+    e: np.ndarray
+
+    @property
+    def m(self) -> int:
+        return int(self.J.size)
+
+    def extend(self, other: Cuts) -> Cuts:
+        return Cuts(np.concatenate([self.J, other.J]), np.vstack([self.G, other.G]), np.concatenate([self.e, other.e]))
+
+    def take(self, keep) -> Cuts:
+        return Cuts(self.J[keep], self.G[keep], self.e[keep])
+
+
+def hull_cuts(W, b, plo, phi, p, h, tol: float = 1e-6):
+    """The most violated hull cut of each neuron at a point, where it is violated.
+
+    ``W`` ``(m, n)``, ``b`` ``(m,)``: the neurons' weights (unstable ones: ``max_p w·p + b > 0 >
+    min_p w·p + b`` on the box); ``plo``, ``phi`` ``(n,)``: the box of their inputs; ``p``
+    ``(n,)`` and ``h`` ``(m,)``: the point. Returns ``(rows, G, e)``: the neurons (row indices
+    of ``W``) whose ``h`` exceeds the cut's right-hand side by more than ``tol``, and the cuts
+    ``h ≤ G p + e``, their constants widened outward against rounding.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    plo, phi, p = (np.asarray(v, dtype=np.float64) for v in (plo, phi, p))
+    m, n = W.shape
+    if m == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, n)), np.zeros(0)
+    pos = W >= 0
+    Lb = np.where(pos, plo, phi)  # L̆: where w·p is smallest
+    Ub = np.where(pos, phi, plo)
+    D = W * (Ub - Lb)  # ≥ 0: how much ℓ drops when i joins I
+    span = Ub - Lb
+    r = np.where(span != 0, (p[None, :] - Lb) / np.where(span != 0, span, 1.0), 0.0)
+    r = np.clip(r, 0.0, 1.0)
+    order = np.argsort(r, axis=1, kind="stable")
+    Ds = np.take_along_axis(D, order, axis=1)
+    ell0 = (W * Ub).sum(1) + b  # ℓ(∅): the largest pre-activation on the box
+    after = ell0[:, None] - np.cumsum(Ds, axis=1)  # ℓ once the first q+1 inputs are in I
+    neg = after < 0
+    ok = neg.any(1) & (ell0 >= 0)  # not unstable on the box: no cut
+    q = np.where(ok, neg.argmax(1), 0)  # position of ĵ in the order
+    rows = np.arange(m)
+    jhat = order[rows, q]
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(n)[None, :].repeat(m, 0), axis=1)
+    inI = ranks < q[:, None]
+    ellI = np.where(q > 0, after[rows, np.maximum(q - 1, 0)], ell0)
+    ellI = np.maximum(ellI, 0.0)
+    G = np.where(inI, W, 0.0)
+    sj = span[rows, jhat]
+    gj = np.where(sj != 0, ellI / np.where(sj != 0, sj, 1.0), 0.0)
+    G[rows, jhat] = gj
+    e = -(np.where(inI, W * Lb, 0.0)).sum(1) - gj * Lb[rows, jhat]
+    # widen against rounding: the cut is exact in real arithmetic (module docstring)
+    pmag = np.maximum(np.abs(plo), np.abs(phi))
+    e = e + MARGIN * (1.0 + np.abs(e) + np.abs(G) @ pmag + np.abs(b) + np.abs(W) @ pmag)
+    viol = np.asarray(h, dtype=np.float64) - (G @ p + e)
+    sel = np.flatnonzero(ok & (viol > tol))
+    return sel, G[sel], e[sel]
+
+
+def with_logit_bounds(net, lower, upper):
+    """Bounds of every affine layer for :func:`nnmiplib.mip.encode`: the given hidden layers'
+    and the logits' by interval arithmetic from the last hidden layer, widened outward."""
+    W, b = np.asarray(net.weights[-1]), np.asarray(net.biases[-1])
+    h_lo, h_hi = np.maximum(lower[-1], 0.0), np.maximum(upper[-1], 0.0)
+    y_lo = np.clip(W, None, 0) @ h_hi + np.clip(W, 0, None) @ h_lo + b
+    y_hi = np.clip(W, 0, None) @ h_hi + np.clip(W, None, 0) @ h_lo + b
+    pad = 1e-6 * (1.0 + np.abs(W) @ h_hi + np.abs(b))
+    bd = type("LayerBounds", (), {})()
+    bd.lower, bd.upper = [*lower, y_lo - pad], [*upper, y_hi + pad]
+    return bd
+
+
+def root_cuts(net, layers, rows, *, rounds: int = 8, deadline: float | None = None, min_gain: float = 0.01,
+              stop_below: float | None = None, max_per_layer: int | None = None) -> tuple[list, dict]:
+    """Hull cuts that the LP relaxation's optima violate, for the objective rows ``rows``.
+
+    For each row (in the order given) the LP relaxation of ``layers`` (its bounds, the full
+    network's Big-M model with ``z ∈ [0, 1]``, HiGHS) plus the cuts found so far is solved, the
+    cuts its optimum violates are added (:func:`hull_cuts`, every free unstable neuron), and so
+    on for up to ``rounds`` rounds: until no cut is violated, a round lowers the LP's value by
+    less than ``min_gain·(1 + |value|)``, the value is at most ``stop_below``, or ``deadline``
+    passes. Cuts slack at every row's last LP optimum are dropped at the end (they would only
+    cost the search time); at most ``max_per_layer`` per layer are kept (the tightest).
+
+    Returns ``(cuts, stats)``: a :class:`Cuts` or None per hidden layer of ``layers``, and
+    ``{"lp": [row, first, last value], "rounds", "found", "kept", "time"}``. The LP values are
+    not bounds here (floating-point optima, not certified); only the cuts are used.
+    """
+    from ..domains import Box
+    from ..mip import encode
+    from ..mip.solvers import get_backend
+    from ..mip.solvers.base import Status
+
+    t0 = time.perf_counter()
+    L = layers.depth
+    lo_full = layers.full_input(layers.lo.numpy()[None])[0]
+    hi_full = layers.full_input(layers.hi.numpy()[None])[0]
+    model = encode(net, Box(lo_full, hi_full), with_logit_bounds(net, layers.full_lower, layers.full_upper),
+                   relax=True)
+    nv = model.nets[0]
+    backend = get_backend("highs")(model, threads=1)
+    kept_idx = [np.flatnonzero(kp) for kp in layers.keep]
+    lower = [x.numpy() for x in layers.lower]
+    upper = [x.numpy() for x in layers.upper]
+    Ws = [w.numpy() for w in layers.W]
+    bs = [v.numpy() for v in layers.b]
+    free = [np.flatnonzero((lw < 0) & (up > 0)) for lw, up in zip(lower, upper)]
+    box = [(layers.lo.numpy(), layers.hi.numpy())] + [
+        (np.maximum(lower[k - 1], 0.0), np.maximum(upper[k - 1], 0.0)) for k in range(1, L)]
+    p_cols = [model.x[np.flatnonzero(layers.in_free)]] + [nv.h[k - 1][kept_idx[k - 1]] for k in range(1, L)]
+    h_cols = [nv.h[k][kept_idx[k]] for k in range(L)]
+    C, d = layers.C.numpy(), layers.d.numpy()
+    cuts: list = [None] * L
+    stats = {"lp": [], "rounds": 0, "found": 0}
+    last_points = []
+
+    def out_of_time():
+        return deadline is not None and time.perf_counter() >= deadline
+
+    def lp(r):
+        c = np.zeros(model.n_vars)
+        c[nv.a[-1]] = C[r]
+        backend.set_objective(c, "max", float(d[r]))
+        left = None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+        sol = backend.solve(left)
+        if sol.status is not Status.OPTIMAL or sol.x is None:
+            return None, None
+        return float(sol.objective), np.asarray(sol.x)
+
+    def separate(xs):
+        added = 0
+        for k in range(L):
+            fk = free[k]
+            if fk.size == 0:
+                continue
+            sel, G, e = hull_cuts(Ws[k][fk], bs[k][fk], *box[k], xs[p_cols[k]], xs[h_cols[k][fk]])
+            if sel.size == 0:
+                continue
+            new = Cuts(fk[sel], G, e)
+            cuts[k] = new if cuts[k] is None else cuts[k].extend(new)
+            A = np.zeros((sel.size, model.n_vars))
+            A[:, p_cols[k]] = -G
+            A[np.arange(sel.size), h_cols[k][fk[sel]]] = 1.0
+            backend.add_rows(A, -np.inf, e)
+            added += sel.size
+        return added
+
+    for r in rows:
+        values, xs_last = [], None
+        for rd in range(rounds + 1):
+            if out_of_time():
+                break
+            v, xs = lp(r)
+            if v is None:
+                break
+            values.append(v)
+            xs_last = xs
+            stats["rounds"] += rd < rounds
+            if rd == rounds or (stop_below is not None and v <= stop_below):
+                break
+            if len(values) > 1 and values[-2] - v < min_gain * (1.0 + abs(values[-2])):
+                break
+            added = separate(xs)
+            stats["found"] += added
+            if added == 0:
+                break
+        if xs_last is not None:
+            last_points.append(xs_last)
+            stats["lp"].append([int(r), values[0], values[-1]])
+        if out_of_time():
+            break
+    kept = 0
+    for k in range(L):  # keep the cuts that some row's last optimum makes (nearly) tight
+        if cuts[k] is None:
+            continue
+        if last_points:
+            Xp = np.stack([xs[p_cols[k]] for xs in last_points])
+            Xh = np.stack([xs[h_cols[k][cuts[k].J]] for xs in last_points])
+            s = ((Xp @ cuts[k].G.T + cuts[k].e) - Xh).min(0)
+            keep = s <= 1e-6 * (1.0 + np.abs(cuts[k].e))
+            if max_per_layer is not None and keep.sum() > max_per_layer:
+                keep = np.zeros_like(keep)
+                keep[np.argsort(s, kind="stable")[:max_per_layer]] = True
+            cuts[k] = cuts[k].take(keep) if keep.any() else None
+        kept += 0 if cuts[k] is None else cuts[k].m
+    stats.update(kept=kept, time=time.perf_counter() - t0)
+    return cuts, stats

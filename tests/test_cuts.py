@@ -1,0 +1,150 @@
+"""Cutting planes of the branch and bound: the convex hull of each ReLU over its input box."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from random_nets import rnet
+from scipy.optimize import linprog
+from test_bab import ROWS, assert_above_node_maxima, grid2, random_split_nodes
+
+import nnmiplib as nm
+from nnmiplib.bab import relax, solve
+from nnmiplib.bab.cuts import Cuts, hull_cuts, root_cuts
+from nnmiplib.bounds import crown_bounds, interval_bounds
+
+
+def envelope(w, b, lo, hi, p):
+    """The concave envelope of max(0, w·x + b) over the box at p, by an LP over the box's vertices."""
+    V = np.array(list(itertools.product(*zip(lo, hi))))
+    f = np.maximum(V @ w + b, 0.0)
+    A_eq = np.vstack([V.T, np.ones(len(V))])
+    r = linprog(-f, A_eq=A_eq, b_eq=np.append(p, 1.0), bounds=(0, None), method="highs")
+    assert r.status == 0
+    return -r.fun
+
+
+def random_neurons(rng, m, n):
+    """``m`` neurons on ``n`` inputs that are unstable on a random box."""
+    lo = rng.uniform(-1.0, 0.5, n)
+    hi = lo + rng.uniform(0.1, 1.5, n)
+    W = rng.normal(size=(m, n))
+    mid = W @ ((lo + hi) / 2)
+    return W, -mid + rng.normal(scale=0.2, size=m), lo, hi
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_cut_holds_on_the_whole_box_and_is_the_envelope_at_its_point(seed):
+    """Valid for every input of the box (vertices and random points), and at the point it
+    was separated at, its right-hand side is the concave envelope there: the tightest cut."""
+    rng = np.random.default_rng(seed)
+    m, n = 6, 4
+    W, b, lo, hi = random_neurons(rng, m, n)
+    lmin, lmax = np.clip(W, None, 0) @ hi + np.clip(W, 0, None) @ lo + b, np.clip(W, 0, None) @ hi + np.clip(W, None, 0) @ lo + b
+    assert np.all((lmin < 0) & (lmax > 0))
+    p = rng.uniform(lo, hi)
+    chord = lmax / (lmax - lmin) * (W @ p + b - lmin)  # the triangle's upper chord at p
+    rows, G, e = hull_cuts(W, b, lo, hi, p, chord + 10.0)  # h far above: every neuron's cut is returned
+    assert rows.tolist() == list(range(m))
+    X = np.vstack([np.array(list(itertools.product(*zip(lo, hi)))), rng.uniform(lo, hi, size=(2000, n))])
+    H = np.maximum(X @ W.T + b, 0.0)
+    assert np.all(H <= X @ G.T + e + 1e-12)
+    for i in range(m):
+        env = envelope(W[i], b[i], lo, hi, p)
+        assert G[i] @ p + e[i] == pytest.approx(env, abs=1e-7)
+        assert env <= chord[i] + 1e-9  # never looser than the triangle
+    # a point on the graph of every ReLU violates no cut
+    rows2, _, _ = hull_cuts(W, b, lo, hi, p, np.maximum(W @ p + b, 0.0))
+    assert rows2.size == 0
+
+
+def test_hull_cuts_skip_stable_neurons_and_empty_layers():
+    rng = np.random.default_rng(0)
+    W, b, lo, hi = random_neurons(rng, 3, 3)
+    b = b + 100.0  # stably active on the box
+    rows, G, e = hull_cuts(W, b, lo, hi, (lo + hi) / 2, np.full(3, 1e3))
+    assert rows.size == 0 and G.shape == (0, 3) and e.shape == (0,)
+    rows, G, e = hull_cuts(np.zeros((0, 3)), np.zeros(0), lo, hi, lo, np.zeros(0))
+    assert rows.size == 0 and G.shape == (0, 3)
+
+
+def layers_of(net, dom, b, rows=ROWS):
+    return relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, *rows)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_node_bounds_with_cuts_contain_every_point_of_the_node(seed):
+    """Cuts from the LP's optima, any π ≥ 0 and any decisions: the bound is above every input
+    whose phases match the node (cuts hold on the whole box, so at every node)."""
+    net = rnet([2, 8, 8, 4], seed)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    rng = np.random.default_rng(seed)
+    cuts, stats = root_cuts(net, layers_of(net, dom, b), [0, 1, 2], rounds=4)
+    assert stats["kept"] > 0
+    N = 24
+    layers, nodes = random_split_nodes(net, b, N, rng)
+    layers = layers.with_cuts(cuts)
+    nodes = relax.with_cut_multipliers(layers, nodes)
+    for k, s in enumerate(layers.sizes):
+        nodes.alpha[k] = torch.as_tensor(rng.uniform(0, 1, size=(N, 3, s)))
+        nodes.beta[k] = torch.as_tensor(rng.exponential(0.5, size=(N, 3, s)))
+    nodes.pi = [torch.as_tensor(rng.exponential(0.5, size=p.shape)) for p in nodes.pi]
+    val, mag, _ = relax.bound(layers, nodes)
+    ub = relax.certified(val, mag).numpy()
+    X = grid2(201)
+    assert_above_node_maxima(net, layers, nodes, net.preactivations(X), net.forward(X) @ ROWS[0].T + ROWS[1], ub)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cuts_bring_the_root_bound_down_and_never_below_the_maximum(seed):
+    """A shallow net whose first layer is unstable on a wide box: the hull cuts of the first
+    layer tighten the optimised root bound, which stays above the grid maximum."""
+    net = rnet([2, 16, 8, 4], seed + 20)
+    dom = nm.domains.unit_box(2)
+    b = crown_bounds(net, dom)
+    layers = layers_of(net, dom, b)
+    plain, _ = relax.optimise(layers, relax.NodeBatch.root(layers), iterations=100)
+    cuts, stats = root_cuts(net, layers, [0, 1, 2], rounds=6)
+    with_cuts = layers.with_cuts(cuts)
+    tight, _ = relax.optimise(with_cuts, relax.NodeBatch.root(with_cuts), iterations=100)
+    brute = (net.forward(grid2(601)) @ ROWS[0].T + ROWS[1]).max(0)
+    assert np.all(tight[0].numpy() >= brute - 1e-9)
+    assert np.all(tight[0].numpy() <= plain[0].numpy() + 1e-6)
+    assert (plain[0] - tight[0]).max() > 1e-3, (plain, tight, stats)
+    for r, first, last in stats["lp"]:
+        assert last <= first + 1e-9 and last >= brute[r] - 1e-6
+
+
+def test_with_cuts_rejects_cuts_of_other_layers():
+    net = rnet([2, 8, 8, 4], 0)
+    dom = nm.domains.unit_box(2)
+    layers = layers_of(net, dom, interval_bounds(net, dom))
+    with pytest.raises(ValueError, match="2 hidden layers"):
+        layers.with_cuts([None])
+    bad = Cuts(np.array([0]), np.zeros((1, 5)), np.zeros(1))
+    with pytest.raises(ValueError, match="do not fit"):
+        layers.with_cuts([bad, None])
+    assert layers.with_cuts(None) is layers and layers.with_cuts([None, None]) is layers
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_search_with_cuts_agrees_with_brute_force(seed):
+    """Row by row with cuts: the optimum is the grid's, and decisions go the right way."""
+    net = rnet([2, 16, 8, 4], seed + 30)
+    dom = nm.domains.unit_box(2)
+    b = crown_bounds(net, dom)
+    C, d = ROWS
+    F = net.forward(grid2(601)) @ C.T + d
+    brute = float(F.max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=60, rel_gap=1e-6,
+              abs_gap=1e-7, cuts=0.5)
+    assert r.status == "optimal" and r.dual_bound >= brute - 1e-9 and r.value >= brute - 1e-3
+    assert r.value == pytest.approx(float((net.forward(r.x[None]) @ C.T + d).max()), abs=1e-12)
+    assert "cuts" in r.stats and r.stats["cuts"]["rounds"] >= 1
+    above = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], threshold=brute + 0.05,
+                  time_limit=60, cuts=0.5)
+    assert above.status == "proved" and above.dual_bound <= brute + 0.05 + 1e-9
