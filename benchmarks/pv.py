@@ -75,6 +75,11 @@ def _instance(args):
         out[eng] = {"answer": answer, "time": r.time,
                     "objective": r.objective, "dual_bound": r.dual_bound, "gap": r.gap, "status": r.status,
                     "nodes": r.nodes, "verified": r.verified}
+        bab = r.extra.get("bab") or {}
+        if bab.get("cuts"):  # what the cutting planes cost and did (nnmiplib.bab.cuts.root_cuts)
+            out[eng]["cuts"] = {k: bab["cuts"][k] for k in ("kept", "found", "rounds", "time", "lp")}
+        if bab.get("tightened"):
+            out[eng]["tighten_time"] = sum(st["seconds"] for st in bab["tightened"])
     return out
 
 
