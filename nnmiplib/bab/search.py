@@ -22,6 +22,10 @@ with the intermediate bounds it was given, never re-tightened), and
   and evaluates at every batch the input vertex each node's relaxation points to, polished
   by a few gradient steps; every incumbent is ``F`` recomputed in float64 by
   :meth:`Network.forward`;
+* **cuts** (``cuts`` > 0): once the root (and any tightening) leaves rows open, cutting planes
+  — the convex hull of each ReLU over its input box — are separated at the LP relaxation's
+  optima and every node's bound carries them with its own multipliers
+  (:mod:`nnmiplib.bab.cuts`);
 * **anytime**: the global dual bound is the largest bound of an open node (or the
   incumbent once the tree is closed) and is recorded with the incumbent over time; the
   search stops at a decision (``threshold``: a point with ``F > threshold``, or every node

@@ -75,8 +75,10 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     relaxation — with ``refine``, in either form, tightened once before the search by a
     batched branch and bound over the hidden neurons (up to :data:`BAB_TIGHTEN` of the
     time, when the root or a first look leaves the query open; it stops once the bounds
-    proven so far settle it), and with ``refine=False`` an exact solve of the thesis's
-    Big-M MIP with those constants. (The nodes' bounds are not re-tightened one by one:
+    proven so far settle it) and, in the margin form, helped by cutting planes for the
+    classes still open (the convex hull of each ReLU over its input box, up to
+    :data:`BAB_CUTS` of the time left: :mod:`nnmiplib.bab.cuts`), and with ``refine=False`` an
+    exact solve of the thesis's Big-M MIP with those constants. (The nodes' bounds are not re-tightened one by one:
     :func:`nnmiplib.bab.solve`'s ``refine`` left PV's margin rows at dual bounds 5.49 and
     5.18 after 40 s on tightened bounds, against 3.19 and 4.61 without, on 800x2 digit 8 and
     200x5 digit 1.) The
