@@ -273,6 +273,9 @@ def test_node_budget_is_the_queues_share_of_memory():
     assert node_budget(1, [800, 800], own_bounds=True, memory=16 * 2**30) < node_budget(
         1, [800, 800], own_bounds=False, memory=16 * 2**30)
     assert node_budget(1, [2], own_bounds=False, memory=2**40) == 2_000_000  # capped
+    # cut multipliers too: 1 row, 1 600 neurons and 800 cuts take 8·800 more bytes per node
+    per = 16 * 1600 + 1600
+    assert node_budget(1, [800, 800], own_bounds=False, memory=16 * 2**30, cuts=800) == 4 * 2**30 // (per + 8 * 800)
 
 
 def test_affine_network_is_solved_exactly():

@@ -635,18 +635,19 @@ def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline, cuts=None
     return ub[0].numpy()
 
 
-def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = None) -> int:
+def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = None, cuts: int = 0) -> int:
     """Open nodes the queue may hold: the queue's share of ``memory`` (default: what
     :func:`nnmiplib.machine.available_memory` reports) over a node's bytes — α and β (float64,
-    one per row and neuron), its decisions (int8) and, with ``own_bounds``, its own bounds
-    (the tree's nodes carry no γ: :func:`nnmiplib.bab.relax.without_gamma`).
+    one per row and neuron), its decisions (int8), with ``own_bounds`` its own bounds, and the
+    multipliers π of ``cuts`` cuts (one per row and cut; the tree's nodes carry no γ:
+    :func:`nnmiplib.bab.relax.without_gamma`).
 
     The share is a quarter of the available memory, at least 1 GiB and at most 8 GiB
     (a second search or the solver's own memory keep the rest); the cap is 2 000–2 000 000
     nodes.
     """
     n = int(sum(sizes))
-    per_node = 16 * int(n_rows) * n + n + (16 * n if own_bounds else 0)
+    per_node = 16 * int(n_rows) * n + n + (16 * n if own_bounds else 0) + 8 * int(n_rows) * int(cuts)
     memory = available_memory() if memory is None else int(memory)
     share = QUEUE_MEMORY[0] if memory is None else min(max(memory // 4, QUEUE_MEMORY[0]), QUEUE_MEMORY[1])
     return int(max(2_000, min(2_000_000, share // max(per_node, 1))))
@@ -660,8 +661,10 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     layers = R.Layers.build(net, lower, upper, lo, hi, C, d).with_cuts(cuts)
     links = None if links is None else layers.reduce_links(links)
     n_rows = layers.n_rows
-    if max_nodes is None:
-        max_nodes = node_budget(n_rows, layers.sizes, own_bounds=refine or links is not None)
+    own_budget = max_nodes is None
+    if own_budget:
+        max_nodes = node_budget(n_rows, layers.sizes, own_bounds=refine or links is not None,
+                                cuts=sum(layers.cut_counts))
     if batch is None:
         work = n_rows * sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)  # flops per node per pass
         if refine:  # re-tightening bounds every free neuron of the deeper layers again
@@ -704,6 +707,9 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
             found, cut_stats = root_cuts(net, layers, open_rows, deadline=until, stop_below=level)
             if cut_stats["kept"]:
                 layers = layers.with_cuts(found)
+                if own_budget:
+                    max_nodes = node_budget(n_rows, layers.sizes, own_bounds=refine or links is not None,
+                                            cuts=sum(layers.cut_counts))
                 ub, root = R.optimise(layers, R.with_cut_multipliers(layers, root), iterations=root_iterations,
                                       best=ub, stop_below=None if threshold is None else torch.tensor([threshold]))
     root = R.without_gamma(root)  # the stable neurons' multipliers pay at the root only (measured)
