@@ -702,9 +702,13 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         if float(obj.value(ub)[0]) > level:  # open at the root: cuts for its open rows, worst first
             from .cuts import root_cuts
 
-            open_rows = [int(r) for r in torch.argsort(ub[0], descending=True) if float(ub[0, r]) > level]
+            # rows and F share a scale for groups of rows (a row bounded by the level settles its
+            # group); for another objective (softmax-L1 over logit differences) every row counts
+            rows_level = level if isinstance(obj, GroupObjective) else None
+            open_rows = [int(r) for r in torch.argsort(ub[0], descending=True)
+                         if rows_level is None or float(ub[0, r]) > rows_level]
             until = time.perf_counter() + cut_share * max(deadline - time.perf_counter(), 0.0)
-            found, cut_stats = root_cuts(net, layers, open_rows, deadline=until, stop_below=level)
+            found, cut_stats = root_cuts(net, layers, open_rows, deadline=until, stop_below=rows_level)
             if cut_stats["kept"]:
                 layers = layers.with_cuts(found)
                 if own_budget:
