@@ -84,8 +84,8 @@ def hull_cuts(W, b, plo, phi, p, h, tol: float = 1e-6):
     pos = W >= 0
     Lb = np.where(pos, plo, phi)  # L̆: where w·p is smallest
     Ub = np.where(pos, phi, plo)
-    D = W * (Ub - Lb)  # ≥ 0: how much ℓ drops when i joins I
     span = Ub - Lb
+    D = W * span  # ≥ 0: how much ℓ drops when i joins I
     r = np.where(span != 0, (p[None, :] - Lb) / np.where(span != 0, span, 1.0), 0.0)
     r = np.clip(r, 0.0, 1.0)
     order = np.argsort(r, axis=1, kind="stable")

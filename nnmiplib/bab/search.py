@@ -51,6 +51,7 @@ import numpy as np
 from ..machine import available_memory
 from . import relax as R
 from .branch import children, choose
+from .cuts import root_cuts, with_logit_bounds
 from .tightening import split_time
 from .tightening import tighten as tighten_bounds
 
@@ -308,17 +309,11 @@ def _leaf_lp(net, layers, node, lo, hi, C, d, obj, time_limit, leaf=None):
         upper.append(u[0].numpy())
     # logit and objective bounds by interval arithmetic from the last hidden layer (tight column
     # bounds keep the safe LP bound close to the LP's value)
-    W, b = np.asarray(net.weights[-1]), np.asarray(net.biases[-1])
-    h_lo, h_hi = np.maximum(lower[-1], 0.0), np.maximum(upper[-1], 0.0)
-    y_lo = np.clip(W, None, 0) @ h_hi + np.clip(W, 0, None) @ h_lo + b
-    y_hi = np.clip(W, 0, None) @ h_hi + np.clip(W, None, 0) @ h_lo + b
-    pad = 1e-6 * (1.0 + np.abs(W) @ h_hi + np.abs(b))
-    y_lo, y_hi = y_lo - pad, y_hi + pad
+    bd = with_logit_bounds(net, lower, upper)
+    y_lo, y_hi = bd.lower[-1], bd.upper[-1]
     r_hi = np.clip(C, 0, None) @ y_hi + np.clip(C, None, 0) @ y_lo + d
     r_lo = np.clip(C, 0, None) @ y_lo + np.clip(C, None, 0) @ y_hi + d
     big = float(np.max(np.abs(np.concatenate([r_lo, r_hi])))) + 1.0
-    bd = type("LeafBounds", (), {})()
-    bd.lower, bd.upper = [*lower, y_lo], [*upper, y_hi]
     best, best_x = -math.inf, None
     grouped = isinstance(obj, GroupObjective)
     sets = [np.flatnonzero(obj.groups == g) for g in range(obj.G)] if grouped else [[r] for r in range(len(C))]
@@ -525,17 +520,12 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             decided(lower, upper)
     if (cuts > 0 and deadline is not None and (root_ub > level()).any()
             and not (threshold is not None and primal.value > threshold)):
-        from .cuts import root_cuts
-
-        until = time.perf_counter() + cuts * max(deadline - time.perf_counter(), 0.0)
-        open_rows = [int(r) for r in np.argsort(-root_ub) if root_ub[r] > level()]
-        found, cut_stats = root_cuts(net, R.Layers.build(net, lower, upper, lo, hi, C, d), open_rows,
-                                     deadline=until, stop_below=level())
-        if cut_stats["kept"]:
+        found, cut_stats = _find_cuts(net, R.Layers.build(net, lower, upper, lo, hi, C, d), root_ub, level(), cuts,
+                                      deadline)
+        if found is not None:
             root_ub = np.minimum(root_ub, _root_bound(net, lo, hi, C, d, lower, upper, root_iterations, deadline,
                                                       cuts=found))
-        else:
-            found = None
+        open_rows = [r for r, *_ in cut_stats["lp"]]
         log.info("cuts: %d kept of %d found in %d LP rounds, %.1f s; root bounds of the open rows now %s",
                  cut_stats["kept"], cut_stats["found"], cut_stats["rounds"], cut_stats["time"],
                  np.round(root_ub[open_rows], 3).tolist())
@@ -627,6 +617,16 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
                      sum(r.nodes for r in looks), time.perf_counter() - t0, traj, stats, bounds)
 
 
+def _find_cuts(net, layers, row_ub: np.ndarray, level: float | None, share: float, deadline: float):
+    """Cuts (:func:`nnmiplib.bab.cuts.root_cuts`) for the rows of ``layers`` whose root bound
+    ``row_ub`` is above ``level`` (every row when None), worst first, in up to ``share`` of the
+    time left: ``(cuts, stats)`` with ``cuts`` None when none was kept."""
+    open_rows = [int(r) for r in np.argsort(-row_ub) if level is None or row_ub[r] > level]
+    until = time.perf_counter() + share * max(deadline - time.perf_counter(), 0.0)
+    found, stats = root_cuts(net, layers, open_rows, deadline=until, stop_below=level)
+    return (found if stats["kept"] else None), stats
+
+
 def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline, cuts=None) -> np.ndarray:
     """Every row's α-optimised bound at the root on intermediate bounds ``lower``/``upper``
     (and ``cuts``, :func:`nnmiplib.bab.cuts.root_cuts`, when given)."""
@@ -662,9 +662,12 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     links = None if links is None else layers.reduce_links(links)
     n_rows = layers.n_rows
     own_budget = max_nodes is None
+
+    def budget():  # the queue's default cap for the current layers (their cuts included)
+        return node_budget(n_rows, layers.sizes, own_bounds=refine or links is not None, cuts=sum(layers.cut_counts))
+
     if own_budget:
-        max_nodes = node_budget(n_rows, layers.sizes, own_bounds=refine or links is not None,
-                                cuts=sum(layers.cut_counts))
+        max_nodes = budget()
     if batch is None:
         work = n_rows * sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)  # flops per node per pass
         if refine:  # re-tightening bounds every free neuron of the deeper layers again
@@ -700,20 +703,14 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     if cut_share > 0 and cuts is None and deadline is not None and not decided_by_point():
         level = threshold if threshold is not None else primal.value
         if float(obj.value(ub)[0]) > level:  # open at the root: cuts for its open rows, worst first
-            from .cuts import root_cuts
-
             # rows and F share a scale for groups of rows (a row bounded by the level settles its
             # group); for another objective (softmax-L1 over logit differences) every row counts
             rows_level = level if isinstance(obj, GroupObjective) else None
-            open_rows = [int(r) for r in torch.argsort(ub[0], descending=True)
-                         if rows_level is None or float(ub[0, r]) > rows_level]
-            until = time.perf_counter() + cut_share * max(deadline - time.perf_counter(), 0.0)
-            found, cut_stats = root_cuts(net, layers, open_rows, deadline=until, stop_below=rows_level)
-            if cut_stats["kept"]:
+            found, cut_stats = _find_cuts(net, layers, ub[0].numpy(), rows_level, cut_share, deadline)
+            if found is not None:
                 layers = layers.with_cuts(found)
                 if own_budget:
-                    max_nodes = node_budget(n_rows, layers.sizes, own_bounds=refine or links is not None,
-                                            cuts=sum(layers.cut_counts))
+                    max_nodes = budget()
                 ub, root = R.optimise(layers, R.with_cut_multipliers(layers, root), iterations=root_iterations,
                                       best=ub, stop_below=None if threshold is None else torch.tensor([threshold]))
     root = R.without_gamma(root)  # the stable neurons' multipliers pay at the root only (measured)
