@@ -13,7 +13,8 @@ from test_bab import ROWS, assert_above_node_maxima, grid2, random_split_nodes
 
 import nnmiplib as nm
 from nnmiplib.bab import relax, solve
-from nnmiplib.bab.cuts import Cuts, hull_cuts, root_cuts
+from nnmiplib.bab.cuts import Cuts, hull_cuts, relaxation_cuts, root_cuts
+from nnmiplib.bab.tightening import tighten_layer
 from nnmiplib.bounds import crown_bounds, interval_bounds
 
 
@@ -168,4 +169,93 @@ def test_softmax_objective_with_cuts_stays_above_the_grid():
     r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1],
               objective=SoftmaxL1Objective(y0, c), rel_gap=1e-3, abs_gap=1e-9, time_limit=5, cuts=0.5)
     assert r.dual_bound >= brute - 1e-9 and r.value <= r.dual_bound
-    assert r.stats["cuts"]["rounds"] >= 1 and len(r.stats["cuts"]["lp"]) == len(C)
+    assert r.stats["cuts"]["rounds"] >= 1 and r.stats["cuts"]["rows"] == list(range(len(C)))
+
+
+def linearised_rows(layers, nodes, x, hs):
+    """The objective rows at a relaxation point: the last layer applied to its last hidden layer."""
+    y = hs[-1] @ layers.W[-1].T + layers.b[-1]
+    return (y * layers.C[None]).sum(-1) + layers.d
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_relaxation_point_reaches_the_bound_at_a_vertex(seed):
+    """With no β, γ, π, the rows at the vertex point (saturate 0) equal the bound: the point is
+    where the relaxation's maximum is; with saturate > 0 the input stays in the box."""
+    net = rnet([3, 10, 8, 4], seed + 50)
+    dom = nm.domains.unit_box(3)
+    layers = layers_of(net, dom, crown_bounds(net, dom))
+    rng = np.random.default_rng(seed)
+    nodes = relax.NodeBatch.root(layers, 5)
+    nodes.gamma = None
+    nodes.alpha = [torch.as_tensor(rng.uniform(0, 1, size=a.shape)) for a in nodes.alpha]
+    val, _, lams = relax.bound(layers, nodes, keep_lambdas=True)
+    x, hs = relax.relaxation_point(layers, nodes, lams, saturate=0.0)
+    assert torch.allclose(linearised_rows(layers, nodes, x, hs), val, atol=1e-9)
+    assert bool(((x == layers.lo) | (x == layers.hi)).all())
+    x2, hs2 = relax.relaxation_point(layers, nodes, lams, saturate=0.8)
+    assert bool(((x2 >= layers.lo) & (x2 <= layers.hi)).all())
+    assert bool(((x2 > layers.lo) & (x2 < layers.hi)).any())  # some coordinates stay inside
+    assert (linearised_rows(layers, nodes, x2, hs2) <= val + 1e-9).all()  # never above the maximum
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_relaxation_cuts_hold_on_the_box_and_bring_the_root_bound_down(seed):
+    """Cuts separated at the relaxation's optimum (no LP): each holds at every grid point of the
+    box, the root bound drops and stays above the grid maximum, kept cuts are used (π > 0) and
+    capped by ``max_cuts``."""
+    net = rnet([2, 16, 8, 4], seed + 20)
+    dom = nm.domains.unit_box(2)
+    layers = layers_of(net, dom, crown_bounds(net, dom))
+    ub, root = relax.optimise(layers, relax.NodeBatch.root(layers), iterations=100)
+    cuts, nodes, tight, stats = relaxation_cuts(layers, root, ub)
+    assert stats["kept"] > 0 and stats["rounds"] >= 1 and stats["rows"] == [0, 1, 2]
+    X = grid2(301)
+    pre = net.preactivations(X)
+    kept = [np.flatnonzero(kp) for kp in layers.keep]
+    inputs = [X] + [np.maximum(pre[k - 1][:, kept[k - 1]], 0.0) for k in range(1, layers.depth)]
+    for k, cut in enumerate(cuts):
+        if cut is None:
+            continue
+        h = np.maximum(pre[k][:, kept[k]], 0.0)[:, cut.J]
+        assert np.all(h <= inputs[k] @ cut.G.T + cut.e + 1e-12)
+        assert bool((nodes.pi[k] > 0).flatten(0, 1).any(0).all())  # every kept cut is used
+    brute = (net.forward(X) @ ROWS[0].T + ROWS[1]).max(0)
+    assert np.all(tight[0].numpy() >= brute - 1e-9) and np.all(tight[0].numpy() <= ub[0].numpy() + 1e-12)
+    assert (ub[0] - tight[0]).max() > 1e-3, (ub, tight, stats)
+    # the bound of the returned nodes on the kept cuts alone is sound and close to the one returned
+    w = layers.with_cuts(cuts)
+    again, _ = relax.optimise(w, nodes, iterations=0)
+    assert np.all(again[0].numpy() >= brute - 1e-9)
+    capped, _, _, st2 = relaxation_cuts(layers, root, ub, max_cuts=3, per_point=1)
+    assert st2["kept"] <= 3 and sum(0 if c is None else c.m for c in capped) == st2["kept"]
+
+
+def test_relaxation_cuts_stop_once_every_row_is_below_its_level():
+    net = rnet([2, 16, 8, 4], 21)
+    dom = nm.domains.unit_box(2)
+    layers = layers_of(net, dom, crown_bounds(net, dom))
+    ub, root = relax.optimise(layers, relax.NodeBatch.root(layers), iterations=100)
+    cuts, nodes, same, stats = relaxation_cuts(layers, root, ub, level=torch.tensor([float(ub.max()) + 1.0]))
+    assert stats["rounds"] == 0 and stats["kept"] == 0 and all(c is None for c in cuts) and nodes.pi is None
+    assert torch.equal(same, ub)
+    with pytest.raises(ValueError, match="already carry cuts"):
+        found, *_ = relaxation_cuts(layers, root, ub)
+        relaxation_cuts(layers.with_cuts(found), root, ub)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tightening_with_cuts_keeps_every_reachable_preactivation(seed):
+    """A layer's bounds tightened with cuts at its targets' roots contain every grid point's
+    pre-activation and lie inside the given ones."""
+    net = rnet([2, 12, 10, 8, 3], seed + 60)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    lower, upper = [np.array(v) for v in b.lower[:-1]], [np.array(v) for v in b.upper[:-1]]
+    pre = net.preactivations(grid2(201))
+    for m in (1, 2):
+        r = tighten_layer(net, dom.lo, dom.hi, lower, upper, m, time_limit=3.0, cuts=0.3)
+        assert np.all(r["lower"] <= pre[m].min(0) + 1e-9) and np.all(r["upper"] >= pre[m].max(0) - 1e-9)
+        assert np.all(r["lower"] >= lower[m]) and np.all(r["upper"] <= upper[m])
+        assert "cuts" in r
+        lower[m], upper[m] = r["lower"], r["upper"]

@@ -54,8 +54,8 @@ import numpy as np
 
 from ..bounds.cheap import MARGIN
 
-__all__ = ["Layers", "NodeBatch", "bound", "imply", "optimise", "phase_relaxation", "stable_multipliers",
-           "without_gamma"]
+__all__ = ["Layers", "NodeBatch", "bound", "imply", "optimise", "phase_relaxation", "relaxation_point",
+           "stable_multipliers", "without_gamma"]
 
 
 @dataclass
@@ -448,6 +448,48 @@ def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lam
             xmag = torch.maximum(layers.lo.abs(), layers.hi.abs())
             mag = Lam.abs() @ xmag + cmag
     return val, mag, (lams if keep_lambdas else None)
+
+
+def relaxation_point(layers: Layers, nodes: NodeBatch, lams: list, relax: list | None = None, *,
+                     saturate: float = 0.8):
+    """A point of the relaxation where :func:`bound` is (nearly) reached, per node and row.
+
+    With the coefficients ``lams`` of ``bound(..., keep_lambdas=True)``, the bound is the
+    maximum over the input box of a linear function ``Λ·x`` (plus the linearised layers). The
+    input taken is the maximiser of ``Λ·x − (s/2) Σ_i (x_i − c_i)² / r_i`` over the box (``c``
+    its centre, ``r`` its half-widths): ``x = clip(c + r Λ / s)``, with ``s`` the ``saturate``
+    quantile of ``|Λ|`` — the coordinates whose coefficient is in the top ``1 − saturate`` go to
+    the box's vertex, the others stay between in proportion (0: the vertex itself, where the
+    bound is reached). Going forward from ``x``, each free unstable neuron takes the line its
+    coefficient chose (the upper chord where positive, the lower line ``α a`` where not) and a
+    decided or stable neuron its linear phase. The point is in the triangle relaxation (not
+    clipped to the intermediate bounds). :mod:`nnmiplib.bab.cuts` separates its hull cuts
+    there: an LP optimum is seldom a vertex, and cuts separated at vertices alone leave more
+    of the gap (PV's 800x2 net, digit 1, tightened bounds: the worst row's root bound 6.87
+    without cuts, 2.77 with cuts from vertices, 1.97 with ``saturate`` 0.8; the LP's own
+    cuts, 8 rounds: 2.20). Returns ``(x, hs)``: ``x`` ``(N, R, n_in)`` the reduced inputs,
+    ``hs[k]`` ``(N, R, n_k)`` the post-activations of hidden layer ``k``; float64 tensors.
+    """
+    import torch
+
+    with torch.no_grad():
+        lam_in = lams[layers.depth]
+        centre, half = (layers.lo + layers.hi) / 2, (layers.hi - layers.lo) / 2
+        if saturate > 0 and lam_in.shape[-1] > 0:
+            s = torch.quantile(lam_in.abs(), saturate, dim=-1, keepdim=True).clamp(min=1e-12)
+            x = torch.minimum(torch.maximum(centre + half * lam_in / s, layers.lo), layers.hi)
+        else:
+            x = torch.where(lam_in > 0, layers.hi, torch.where(lam_in < 0, layers.lo, centre))
+        if relax is None:
+            relax = node_relaxations(layers, nodes)
+        h, hs = x, []
+        for k in range(layers.depth):
+            a = h @ layers.W[k].T + layers.b[k]
+            su, tu, lin, free, _sgn = relax[k]
+            lower_line = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin) * a
+            h = torch.where(free & (lams[k] > 0), su * a + tu, lower_line)
+            hs.append(h)
+    return x, hs
 
 
 def certified(val, mag):

@@ -39,6 +39,10 @@ MAX_RETRIES = 2
 #: the α-CROWN bounds; 0.5 s on the tightened ones)
 QUICK_SHARE = 0.1
 TIGHTEN_SHARE = 0.5
+#: share of a branch-and-bound search's time spent at most on hull cuts at its root
+#: (:func:`nnmiplib.bab.solve`'s ``cuts``: separated at the relaxation's own optimum, no LP);
+#: the box's tightening then also cuts at its targets' roots (``TIGHTEN_CUTS``)
+CUT_SHARE = 0.1
 #: seconds of search (shared by the open disjuncts of the box) with which the tightening asks,
 #: now and then, whether the bounds proven so far already refute them (it then stops)
 PROBE = 1.0
@@ -377,6 +381,7 @@ def _tighten_box(prob: Problem, dj: Disjunct, cache: dict, tighten: float, *, se
     box (a search of :data:`PROBE` seconds shared among them): a disjunct refuted there is
     recorded in ``cache`` (:func:`_refuted_early`), and once all are, the tightening stops."""
     from ..bab import tighten as tighten_bounds
+    from ..bab.search import TIGHTEN_CUTS
     from ..bab.tightening import split_time
 
     spec, _, _, _, b = _box_bounds(prob, dj, cache)
@@ -394,7 +399,7 @@ def _tighten_box(prob: Problem, dj: Disjunct, cache: dict, tighten: float, *, se
         return all(_refuted_early(cache, p) is not None for p in box)
 
     cache[tight] = tighten_bounds(spec, dj.lo, dj.hi, b.lower, b.upper, time_limit=tighten, threads=_cores(),
-                                  stop=decided)
+                                  stop=decided, cuts=TIGHTEN_CUTS if CUT_SHARE > 0 else 0.0)
 
 
 def _log_tightening(log: list, cache: dict, dj: Disjunct, tighten: float) -> None:
@@ -438,7 +443,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     r = solve(spec, dj.lo, dj.hi, C, d, lower=lower[:-1], upper=upper[:-1], groups=np.zeros(len(C), dtype=int),
               threads=_cores() if threads is None else threads,
               threshold=-tau, witness=0.0 if strict else -1e-12, time_limit=max(time_limit, 0.05), refine=False,
-              seed=seed, split_rows=False, cancel=cancel)
+              seed=seed, split_rows=False, cancel=cancel, cuts=CUT_SHARE)
     how = f"branch and bound: {r.status} after {r.nodes} nodes, dual bound {r.dual_bound:.3g}"
     if r.status == "proved":
         return "refuted", None, how
