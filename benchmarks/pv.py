@@ -76,8 +76,9 @@ def _instance(args):
                     "objective": r.objective, "dual_bound": r.dual_bound, "gap": r.gap, "status": r.status,
                     "nodes": r.nodes, "verified": r.verified}
         bab = r.extra.get("bab") or {}
-        if bab.get("cuts"):  # what the cutting planes cost and did (nnmiplib.bab.cuts.root_cuts)
-            out[eng]["cuts"] = {k: bab["cuts"][k] for k in ("kept", "found", "rounds", "time", "lp")}
+        if bab.get("cuts"):  # what the cutting planes cost and did (nnmiplib.bab.cuts)
+            out[eng]["cuts"] = {k: bab["cuts"][k] for k in ("kept", "found", "rounds", "time", "lp", "first", "last")
+                                if k in bab["cuts"]}
         if bab.get("tightened"):
             out[eng]["tighten_time"] = sum(st["seconds"] for st in bab["tightened"])
     return out
@@ -101,9 +102,17 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     tasks = [(a, d, args.engines, args.time_limit, args.bounds, args.optimise, args.form, args.cuts) for a in args.archs for d in args.digits]
     rows = []
+
+    def save():  # after every instance: an interrupted run keeps what it has
+        if args.out:
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            with open(args.out, "w") as f:
+                json.dump(rows, f, indent=1)
+
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for r in pool.imap_unordered(_instance, tasks):
             rows.append(r)
+            save()
             cells = "  ".join(f"{e}: {r[e]['answer']:>9} {r[e]['time']:6.1f}s dual {r[e]['dual_bound']:8.3f}"
                               for e in args.engines)
             print(f"{r['arch']:>6} digit {r['digit']} (unstable {r['unstable']:4d}, bounds {r['bounds_time']:.1f}s)  "
@@ -122,10 +131,7 @@ def main(argv=None) -> None:
                 g = sum(1 for r in sel if r[eng]["gap"] is not None and r[eng]["gap"] <= GAP)
                 line += f", gap ≤ 1 % {g}/{len(sel)}"
             print(line)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+    save()
 
 
 if __name__ == "__main__":

@@ -259,3 +259,28 @@ def test_tightening_with_cuts_keeps_every_reachable_preactivation(seed):
         assert np.all(r["lower"] >= lower[m]) and np.all(r["upper"] <= upper[m])
         assert "cuts" in r
         lower[m], upper[m] = r["lower"], r["upper"]
+
+
+def test_each_row_tree_starts_from_the_bound_the_cuts_reached():
+    """Row by row: a row's tree keeps only the cuts its bound uses, and its root starts with the
+    row's multipliers, whose bound is the one these multipliers give the row with every cut."""
+    from nnmiplib.bab.search import _row_cuts
+
+    net = rnet([2, 16, 8, 4], 22)
+    dom = nm.domains.unit_box(2)
+    b = crown_bounds(net, dom)
+    layers = layers_of(net, dom, b)
+    ub, root = relax.optimise(layers, relax.NodeBatch.root(layers), iterations=100)
+    found, nodes, tight, stats = relaxation_cuts(layers, root, ub)
+    assert stats["kept"] > 0
+    C, d = ROWS
+    full = relax.certified(*relax.bound(layers.with_cuts(found), nodes)[:2])
+    assert (full >= tight - 1e-12).all()
+    for r in range(3):
+        cuts, start = _row_cuts(found, (nodes, tight), r)
+        if cuts is None:
+            continue
+        assert sum(c.m for c in cuts if c is not None) <= stats["kept"]
+        one = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C[r:r + 1], d[r:r + 1]).with_cuts(cuts)
+        val, mag, _ = relax.bound(one, start)
+        assert float(relax.certified(val, mag)[0, 0]) == pytest.approx(float(full[0, r]), abs=1e-7)

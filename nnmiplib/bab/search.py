@@ -491,10 +491,11 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
 
     def search_row(r, low, up, until):
         """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until``; its point is offered."""
+        row_cuts = _row_cuts(found, cut_root, r)
         res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold, rel_gap,
                      abs_gap, until, batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed,
                      primal.x, t0, floor=None if threshold is not None else primal.value, links=links, cancel=cancel,
-                     cuts=_row_cuts(found, cut_root, r))
+                     cuts=row_cuts[0], start=row_cuts[1])
         if res.x is not None:
             primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
         return res
@@ -661,18 +662,31 @@ def _find_cuts(net, layers, row_ub: np.ndarray, level: float | None, share: floa
 
 def _row_cuts(found, cut_root, r: int):
     """The cuts of ``found`` that row ``r``'s bound uses at the root (π > 0 in ``cut_root``'s
-    nodes), for its own tree: a cut only another row uses would cost every node of this tree
-    and lower none of its bounds. All of them when ``cut_root`` is None (the LP's cuts)."""
+    nodes), for its own tree — a cut only another row uses would cost every node of this tree
+    and lower none of its bounds — and the root node of that tree: row ``r``'s α, β, γ and the
+    π of those cuts, whose bound is the one ``cut_root`` reached for the row. ``(found, None)``
+    when ``cut_root`` is None (the LP's cuts)."""
+    import torch
+
     if found is None or cut_root is None or cut_root[0].pi is None:
-        return found
-    out = []
-    for cut, pi in zip(found, cut_root[0].pi):
-        if cut is None:
+        return found, None
+    nodes = cut_root[0]
+    out, pis = [], []
+    for cut, pi in zip(found, nodes.pi):
+        used = (pi[:, r, :] > 0).any(0) if pi.numel() else np.zeros(0, dtype=bool)
+        used = np.asarray(used, dtype=bool)
+        if cut is None or not used.any():
             out.append(None)
+            pis.append(pi[:, r:r + 1, :0])
             continue
-        used = (pi[:, r, :] > 0).any(0).numpy()
-        out.append(cut.take(used) if used.any() else None)
-    return out if any(c is not None for c in out) else None
+        out.append(cut.take(used))
+        pis.append(pi[:, r:r + 1][..., torch.as_tensor(used)])
+    if all(c is None for c in out):
+        return None, None
+    one = lambda xs: None if xs is None else [x[:, r:r + 1] for x in xs]
+    start = R.NodeBatch([s.clone() for s in nodes.split], one(nodes.alpha), one(nodes.beta), gamma=one(nodes.gamma),
+                        pi=pis)
+    return out, start
 
 
 def _root_bound(net, lo, hi, C, d, lower, upper, iterations, deadline, cuts=None) -> np.ndarray:
@@ -703,7 +717,7 @@ def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = No
 
 def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
            iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
-           witness=None, leaf=None, links=None, cancel=None, cuts=None, cut_share=0.0):
+           witness=None, leaf=None, links=None, cancel=None, cuts=None, cut_share=0.0, start=None):
     import torch
 
     layers = R.Layers.build(net, lower, upper, lo, hi, C, d).with_cuts(cuts)
@@ -742,7 +756,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
         starts[0], starts[1 % attack_starts] = (lo + hi) / 2, primal.x if primal.x is not None else (lo + hi) / 2
         primal.offer(primal.ascend(starts, steps=30), "attack")
-    root = R.NodeBatch.root(layers)
+    root = R.NodeBatch.root(layers) if start is None else start  # start: the root's multipliers, found earlier
     if refine or links is not None:
         root = root.with_bounds(layers)
     ub, root = R.optimise(layers, root, iterations=root_iterations,
