@@ -638,9 +638,12 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
 
 #: where :func:`solve`'s cuts are separated: ``"relaxation"``, at the relaxation's own optimum
 #: (:func:`nnmiplib.bab.cuts.relaxation_cuts`), or ``"lp"``, at the LP relaxation's optima
-#: (:func:`nnmiplib.bab.cuts.root_cuts`). PV's margin form, 120 s: 800x2 digit 1 decided in 73 s
-#: against 82 s; undecided 800x2 digit 9 ends at a dual bound of 1.65 against 3.59 and 200x5
-#: digit 1 at 3.88 against 5.44 (with the tightening's cuts, :data:`TIGHTEN_CUTS`)
+#: (:func:`nnmiplib.bab.cuts.root_cuts`). PV's margin form, the 40 instances, 120 s, same nets:
+#: 30 decided against 31 with the LP's cuts (28 without cuts); the one lost, 100x10 digit 6,
+#: is robust in 83 s when run alone. The decided come sooner (3000x1: 42 s in all against 98 s;
+#: 800x2 digit 6 in 23 s against 67 s: the tightening's probes cut too) and the undecided end
+#: lower (800x2 digit 9 at a dual bound of 1.46 against 3.59, digit 8 10.2 against 13.6; 200x5
+#: digit 8 32.9 against 36.7); the LP cannot run in ``verify``'s time at all.
 CUT_METHOD = "relaxation"
 
 #: with cuts (``solve(..., cuts=…)``), the share of each layer's tightening spent on hull cuts at

@@ -40,8 +40,8 @@ MAX_RETRIES = 2
 QUICK_SHARE = 0.1
 TIGHTEN_SHARE = 0.5
 #: share of a branch-and-bound search's time spent at most on hull cuts at its root
-#: (:func:`nnmiplib.bab.solve`'s ``cuts``: separated at the relaxation's own optimum, no LP);
-#: the box's tightening then also cuts at its targets' roots (``TIGHTEN_CUTS``)
+#: (:func:`nnmiplib.bab.solve`'s ``cuts``: separated at the relaxation's own optimum, no LP), the
+#: tightening's probes included (and its per-neuron searches if ``bab.search.TIGHTEN_CUTS`` > 0)
 CUT_SHARE = 0.1
 #: seconds of search (shared by the open disjuncts of the box) with which the tightening asks,
 #: now and then, whether the bounds proven so far already refute them (it then stops)
