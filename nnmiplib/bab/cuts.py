@@ -137,6 +137,18 @@ def with_logit_bounds(net, lower, upper):
     return bd
 
 
+def _separation_data(layers):
+    """What :func:`hull_cuts` reads of ``layers`` per hidden layer, as numpy: the weights and
+    biases, the unstable neurons, and the box of the layer's inputs (the input box, then the
+    previous layer's post-activation bounds)."""
+    lower = [x.numpy() for x in layers.lower]
+    upper = [x.numpy() for x in layers.upper]
+    box = [(layers.lo.numpy(), layers.hi.numpy())] + [
+        (np.maximum(lower[k - 1], 0.0), np.maximum(upper[k - 1], 0.0)) for k in range(1, layers.depth)]
+    return ([w.numpy() for w in layers.W], [v.numpy() for v in layers.b],
+            [np.flatnonzero((lw < 0) & (up > 0)) for lw, up in zip(lower, upper)], box)
+
+
 def root_cuts(net, layers, rows, *, rounds: int = 8, deadline: float | None = None, min_gain: float = 0.01,
               stop_below: float | None = None, max_per_layer: int | None = None) -> tuple[list, dict]:
     """Hull cuts that the LP relaxation's optima violate, for the objective rows ``rows``.
@@ -168,13 +180,7 @@ def root_cuts(net, layers, rows, *, rounds: int = 8, deadline: float | None = No
     nv = model.nets[0]
     backend = get_backend("highs")(model, threads=1)
     kept_idx = [np.flatnonzero(kp) for kp in layers.keep]
-    lower = [x.numpy() for x in layers.lower]
-    upper = [x.numpy() for x in layers.upper]
-    Ws = [w.numpy() for w in layers.W]
-    bs = [v.numpy() for v in layers.b]
-    free = [np.flatnonzero((lw < 0) & (up > 0)) for lw, up in zip(lower, upper)]
-    box = [(layers.lo.numpy(), layers.hi.numpy())] + [
-        (np.maximum(lower[k - 1], 0.0), np.maximum(upper[k - 1], 0.0)) for k in range(1, L)]
+    Ws, bs, free, box = _separation_data(layers)
     p_cols = [model.x[np.flatnonzero(layers.in_free)]] + [nv.h[k - 1][kept_idx[k - 1]] for k in range(1, L)]
     h_cols = [nv.h[k][kept_idx[k]] for k in range(L)]
     C, d = layers.C.numpy(), layers.d.numpy()
@@ -292,13 +298,7 @@ def relaxation_cuts(layers, nodes, ub, *, rounds: int = 40, iterations: int = 40
 
     t0 = time.perf_counter()
     L = layers.depth
-    Ws = [w.numpy() for w in layers.W]
-    bs = [v.numpy() for v in layers.b]
-    lower = [x.numpy() for x in layers.lower]
-    upper = [x.numpy() for x in layers.upper]
-    unstable = [np.flatnonzero((lw < 0) & (up > 0)) for lw, up in zip(lower, upper)]
-    box = [(layers.lo.numpy(), layers.hi.numpy())] + [
-        (np.maximum(lower[k - 1], 0.0), np.maximum(upper[k - 1], 0.0)) for k in range(1, L)]
+    Ws, bs, unstable, box = _separation_data(layers)
     have = [set() for _ in range(L)]  # cuts already held, by neuron and coefficients
     if layers.cuts is not None:
         raise ValueError("relaxation_cuts: the layers already carry cuts; pass them without")
