@@ -282,8 +282,8 @@ def relaxation_cuts(layers, nodes, ub, *, rounds: int = 40, iterations: int = 40
     times the neuron's coefficient in the bound is largest (None: every violated one).
     ``max_cuts``: at most this many cuts kept at the end, those with the largest π (None: all
     with a π > 0). Every cut costs each node of a search about ``n_prev`` multiply-adds per
-    row, like a neuron of its layer. The cuts whose π ended 0 at every
-    node and row are dropped: the bound without them is the same.
+    row, like a neuron of its layer. The cuts whose π ended 0 at every node and row are
+    dropped: the bound without them is the same.
 
     Returns ``(cuts, nodes, ub, stats)``: a :class:`Cuts` or None per hidden layer (the kept
     ones; ``layers.with_cuts(cuts)`` carries them), the nodes with their π (None when no cut

@@ -513,12 +513,13 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             ``cuts``, cuts separated at the relaxation first, in up to half of PROBE). A row's bound
             stays proven whatever the tightening does next."""
             nonlocal root_ub, probe_nodes
-            root_ub = np.minimum(root_ub, _root_bound(net, lo, hi, C, d, low, up, root_iterations, deadline))
+            layers = R.Layers.build(net, low, up, lo, hi, C, d)
+            ub, root = R.optimise(layers, R.NodeBatch.root(layers), iterations=root_iterations, deadline=deadline)
+            root_ub = np.minimum(root_ub, ub[0].numpy())
             cut = (None, None)
             if cuts > 0 and CUT_METHOD == "relaxation" and (root_ub > floor).any():
                 until = min(time.perf_counter() + PROBE / 2, deadline)
-                found_now, _, root_now = _find_cuts(net, R.Layers.build(net, low, up, lo, hi, C, d), root_ub, floor,
-                                                    1.0, until)
+                found_now, _, root_now = _find_cuts(net, layers, root_ub, floor, 1.0, until, root=root)
                 if found_now is not None:
                     root_ub = np.minimum(root_ub, root_now[1][0].numpy())
                     cut = (found_now, root_now)

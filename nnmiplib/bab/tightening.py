@@ -149,7 +149,7 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
     pool = R.NodeBatch.root(lay, 2 * K)
     pool.rows = rows
     ub, pool = R.optimise(lay, pool, iterations=root_iterations, deadline=deadline)
-    if cuts > 0 and layer >= 1:
+    if cuts > 0:
         found, pool, ub, out["cuts"] = relaxation_cuts(lay, pool, ub, level=torch.zeros(2 * K), per_point=CUTS_PER_TARGET,
                                                        max_cuts=CUTS_PER_NEURON * K,
                                                        deadline=t0 + cuts * float(time_limit))
