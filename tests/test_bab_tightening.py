@@ -268,3 +268,35 @@ def test_stable_neurons_bounds_enter_the_root_bound(seed):
     assert float(with_g[0, 0]) >= lp - 1e-6 * (1 + abs(lp))
     if seed == 3:
         assert float(without[0, 0]) > -0.3 and float(with_g[0, 0]) < lp + 0.1 < -0.7
+
+
+@pytest.mark.parametrize("case", ["fewer", "as many", "more", "grow"])
+def test_the_pool_replaces_parents_by_children_as_a_set(case):
+    """The open nodes of a layer's search (tightening._Pool): after a round the pool holds exactly
+    the nodes it kept and the children, each with its own bound, target and leaf flag."""
+    from nnmiplib.bab.tightening import _Pool
+
+    net = rnet([2, 6, 5, 1], 0)
+    dom = nm.domains.unit_box(2)
+    a = alpha_bounds(net, dom)
+    lay = relax.Layers.build(net, a.lower[:-1], a.upper[:-1], dom.lo, dom.hi, np.eye(1), np.zeros(1))
+    n = 12
+    nodes = relax.NodeBatch.root(lay, n)
+    nodes.alpha[0][:] = torch.arange(n, dtype=torch.float64)[:, None, None]  # node i's mark: α = i
+    nodes = relax.without_gamma(nodes)
+    pool = _Pool(nodes, torch.arange(n, dtype=torch.float64), torch.arange(n) % 3, torch.arange(n) % 2 == 0)
+    slots = torch.tensor([0, 5, 11, 7])
+    m = {"fewer": 2, "as many": 4, "more": 7, "grow": 40}[case]
+    kids = relax.NodeBatch.root(lay, m)
+    kids.alpha[0][:] = 100 + torch.arange(m, dtype=torch.float64)[:, None, None]
+    kids = relax.without_gamma(kids)
+    pool.replace(slots, kids, 100 + torch.arange(m, dtype=torch.float64), torch.full((m,), 7))
+    kept = [i for i in range(n) if i not in slots.tolist()]
+    assert pool.n == len(kept) + m and pool.nodes.n == pool.n
+    marks = pool.nodes.alpha[0][:, 0, 0]
+    assert sorted(marks.tolist()) == sorted(kept + [100 + j for j in range(m)])
+    # every node keeps its own bound, target and flag (the kept ones theirs, the children fresh)
+    assert torch.equal(pool.ub, marks)
+    assert torch.equal(pool.tid, torch.where(marks >= 100, 7, marks.long() % 3))
+    assert torch.equal(pool.leaf, (marks < 100) & (marks.long() % 2 == 0))
+    assert all(t.shape[0] == pool.n for t in (*pool.nodes.split, *pool.nodes.beta))
