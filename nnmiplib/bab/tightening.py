@@ -16,8 +16,9 @@ neurons —
   different targets side by side in one matrix computation
   (:attr:`nnmiplib.bab.relax.NodeBatch.rows`);
 * a target closes once its bound proves the neuron's sign (the neuron becomes stable,
-  the strongest gain for every later bound), or when its worst node has no free neuron
-  left; the time left passes on to the next layer.
+  the strongest gain for every later bound; its other side then closes too: a stable
+  neuron's relaxation is exact whatever that bound), or when its worst node has no free
+  neuron left; the time left passes on to the next layer.
 
 A target's bound is the largest bound of its open and closed nodes — each certified as
 every bound of :mod:`nnmiplib.bab.relax` (float64, widened outward) — so the result is
@@ -260,7 +261,9 @@ def tighten_layer(net: Network, lo, hi, lower, upper, layer: int, *, time_limit:
         worst = torch.full((2 * K,), -1, dtype=torch.int64)
         is_top = ub >= bnd[tid]
         worst.scatter_(0, tid[is_top], torch.nonzero(is_top).flatten())
-        open_t = (bnd > 0) & (worst >= 0) & ~leaf[worst.clamp(min=0)]
+        # a neuron whose sign one side proved is stable: its other side is not searched on
+        signed = (bnd[:K] <= 0) | (bnd[K:] <= 0)
+        open_t = (bnd > 0) & (worst >= 0) & ~leaf[worst.clamp(min=0)] & ~torch.cat([signed, signed])
         if not bool(open_t.any()):
             break
         cand = torch.nonzero(open_t).flatten()
