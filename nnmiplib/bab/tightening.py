@@ -90,32 +90,31 @@ class _Pool:
     where concatenating the kept nodes with the children copies the whole pool every round (a
     third of a layer's time on 256x4 MNIST once the pool holds tens of thousands of nodes)."""
 
-    _NODE = ("split", "alpha", "beta", "lower", "upper", "rows", "gamma", "pi")
-
     def __init__(self, nodes: R.NodeBatch, ub, tid, leaf):
-        self.n = nodes.n
-        self._shape = [(f, None if getattr(nodes, f) is None else
-                        (len(getattr(nodes, f)) if isinstance(getattr(nodes, f), list) else -1)) for f in self._NODE]
-        self._data = [t for t in self._tensors(nodes) if t is not None] + [ub, tid, leaf]
+        from dataclasses import fields
 
-    def _tensors(self, nodes):
+        self.n = nodes.n
+        # every field of NodeBatch, with how many tensors it holds (a list, one tensor, or None)
+        self._shape = []
+        for f in fields(R.NodeBatch):
+            v = getattr(nodes, f.name)
+            self._shape.append((f.name, None if v is None else (len(v) if isinstance(v, list) else -1)))
+        self._data = self._tensors(nodes) + [ub, tid, leaf]
+
+    def _tensors(self, nodes) -> list:
         out = []
         for f, shape in self._shape:
             v = getattr(nodes, f)
-            out += [None] if shape is None else (list(v) if shape >= 0 else [v])
+            out += [] if shape is None else (list(v) if shape >= 0 else [v])
         return out
-
-    def _view(self, k):
-        return [t[:k] for t in self._data]
 
     @property
     def nodes(self) -> R.NodeBatch:
         """The open nodes (views of the storage, valid until the next :meth:`replace`)."""
-        it = iter(self._view(self.n))
-        fields = {}
-        for f, shape in self._shape:
-            fields[f] = None if shape is None else ([next(it) for _ in range(shape)] if shape >= 0 else next(it))
-        return R.NodeBatch(**fields)
+        it = iter([t[:self.n] for t in self._data])
+        kw = {f: None if shape is None else ([next(it) for _ in range(shape)] if shape >= 0 else next(it))
+              for f, shape in self._shape}
+        return R.NodeBatch(**kw)
 
     @property
     def ub(self):
@@ -133,7 +132,7 @@ class _Pool:
         """Remove the nodes at ``slots`` (distinct) and add ``kids`` with bounds ``ub`` and targets ``tid``."""
         import torch
 
-        new = [t for t in self._tensors(kids) if t is not None] + [ub, tid, torch.zeros(kids.n, dtype=torch.bool)]
+        new = self._tensors(kids) + [ub, tid, torch.zeros(kids.n, dtype=torch.bool)]
         k, m = int(slots.numel()), kids.n
         put = min(k, m)
         for t, v in zip(self._data, new):
