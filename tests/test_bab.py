@@ -65,6 +65,9 @@ def test_node_bounds_contain_every_point_of_the_node(seed):
     ub = relax.certified(val, mag).numpy()
     F = net.forward(X) @ C.T + d
     assert_above_node_maxima(net, layers, nodes, pre, F, ub)
+    # the gradient steps skip the magnitudes: the value must not depend on that
+    bare, no_mag, _ = relax.bound(layers, nodes, need_mag=False)
+    assert no_mag is None and torch.equal(bare, val)
 
 
 @pytest.mark.parametrize("seed", range(3))
