@@ -344,7 +344,7 @@ def phase_relaxation(lower, upper, split):
     return l, u, su, tu, lin, free
 
 
-def stable_multipliers(layers: Layers, nodes: NodeBatch, k: int):
+def stable_multipliers(layers: Layers, nodes: NodeBatch, k: int, projected: bool = False):
     """``(coefficients, constants)`` that the bound multipliers γ ≥ 0 of hidden layer ``k`` add:
     ``γ (a − l)`` on stably active neurons (``l ≥ 0``), ``γ (u − a)`` on stably inactive ones
     (``u ≤ 0``), both ≥ 0 on the box; ``(N, R, n_k)`` and ``(N, R)``. Unstable neurons take
@@ -354,7 +354,7 @@ def stable_multipliers(layers: Layers, nodes: NodeBatch, k: int):
     N = nodes.n
     l, u = l.expand(N, -1)[:, None, :], u.expand(N, -1)[:, None, :]
     sign = (l >= 0).to(l.dtype) - ((u <= 0) & (l < 0)).to(l.dtype)
-    g = nodes.gamma[k].clamp(min=0.0) * sign
+    g = (nodes.gamma[k] if projected else nodes.gamma[k].clamp(min=0.0)) * sign
     return g, -(g * (l * (sign > 0) + u * (sign < 0))).sum(-1)
 
 
@@ -373,22 +373,28 @@ def without_gamma(nodes: NodeBatch) -> NodeBatch:
 
 def node_relaxations(layers: Layers, nodes: NodeBatch) -> list:
     """Per hidden layer, what :func:`bound` reads of the nodes' phases and bounds:
-    ``(s_u, t_u, linear_slope, free, σ)`` shaped ``(N, 1, n_k)`` (σ the decisions as
-    floats). They depend on neither α, β nor γ, so :func:`optimise` computes them once."""
+    ``(s_u, t_u, linear_slope, free, σ)`` shaped ``(N, 1, n_k)`` (``free`` 1.0 on the free
+    unstable neurons and 0.0 elsewhere, σ the decisions, both as floats: :func:`bound` mixes
+    them in by products, which are exact on 0 and 1, rather than by ``torch.where``, which is
+    several times slower on a CPU). They depend on neither α, β nor γ, so :func:`optimise`
+    computes them once."""
     out = []
     for k in range(layers.depth):
         _l, _u, su, tu, lin, free = phase_relaxation(*nodes.bounds(layers, k), nodes.split[k])
         sgn = nodes.split[k].to(su.dtype)
-        out.append(tuple(x[:, None, :] for x in (su, tu, lin, free, sgn)))
+        out.append(tuple(x[:, None, :] for x in (su, tu, lin, free.to(su.dtype), sgn)))
     return out
 
 
 def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lambdas: bool = False,
-          relax: list | None = None, need_mag: bool = True):
+          relax: list | None = None, need_mag: bool = True, projected: bool = False):
     """Upper bounds ``(N, R)`` of every objective row at every node, and their magnitudes ``S``.
 
     ``relax``: :func:`node_relaxations` of these nodes, if already computed. ``need_mag=False``
     skips the magnitudes (``mag`` is then ``None``): a gradient step only needs the value.
+    ``projected=True`` trusts that α ∈ [0, 1] and β, γ, π ≥ 0 already (:func:`optimise`
+    projects them after every step) and skips their clamps and the clamps' gradients; a bound
+    to be certified must not (a multiplier out of its range gives no bound).
 
     Returns ``(value, mag, lambdas)``: ``value`` the back-substituted bound (a torch tensor,
     differentiable in α and β when ``need_grad``), ``mag`` the sum of the magnitudes of its
@@ -418,19 +424,25 @@ def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lam
         for k in range(L - 1, -1, -1):  # hidden layer k+1: h = ReLU(a), a = W^k h^k + b^k
             cut = None if cuts is None else cuts[k]
             if cut is not None:  # π (G p + e − h_J): −π on the cut neurons' h
-                P = nodes.pi[k].clamp(min=0.0)
+                P = nodes.pi[k] if projected else nodes.pi[k].clamp(min=0.0)
                 Lam = Lam.index_add(-1, cut[0], -P)
             if keep_lambdas:
                 lams[k] = Lam.detach()
             su, tu, lin, free, sgn = relax[k]
-            slope_lo = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin)
-            up_line = (Lam.clamp(min=0.0) * tu).sum(-1)  # Λ⁺ t_u ≥ 0: the upper chords' intercepts
+            alpha, beta = nodes.alpha[k], nodes.beta[k]
+            if not projected:
+                alpha, beta = alpha.clamp(0.0, 1.0), beta.clamp(min=0.0)
+            slope_lo = alpha * free + lin  # α on free neurons, the linear phase's slope elsewhere (lin = 0 on free ones)
+            Lpos = torch.relu(Lam)
+            Lneg = Lam - Lpos  # exact: one of the two is 0
+            up_line = (Lpos * tu).sum(-1)  # Λ⁺ t_u ≥ 0: the upper chords' intercepts
             c = c + up_line
             # coefficients on a^{k+1}: the upper chord's slope where Λ > 0, the lower line's where not
-            A = Lam * torch.where(Lam > 0, su, slope_lo)
-            A = A + nodes.beta[k].clamp(min=0.0) * sgn  # β σ a ≥ 0 on decided neurons
+            # (each entry is one product plus an exact 0, the same value as choosing with a mask)
+            A = Lpos * su + Lneg * slope_lo
+            A = A + beta * sgn  # β σ a ≥ 0 on decided neurons
             if nodes.gamma is not None:  # γ (a − l) ≥ 0, γ (u − a) ≥ 0 on stable neurons
-                g, gc = stable_multipliers(layers, nodes, k)
+                g, gc = stable_multipliers(layers, nodes, k, projected)
                 A = A + g
                 c = c + gc
                 if need_mag:
@@ -493,6 +505,7 @@ def relaxation_point(layers: Layers, nodes: NodeBatch, lams: list, relax: list |
         for k in range(layers.depth):
             a = h @ layers.W[k].T + layers.b[k]
             su, tu, lin, free, _sgn = relax[k]
+            free = free > 0
             lower_line = torch.where(free, nodes.alpha[k].clamp(0.0, 1.0), lin) * a
             h = torch.where(free & (lams[k] > 0), su * a + tu, lower_line)
             hs.append(h)
@@ -545,9 +558,19 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
     gamma = None if start.gamma is None else [g.detach().clone().requires_grad_(True) for g in start.gamma]
     pi = None if start.pi is None else [p.detach().clone().requires_grad_(True) for p in start.pi]
     params = [*alpha, *beta, *(gamma or []), *(pi or [])]
+
+    def project():  # onto α ∈ [0, 1], β, γ, π ≥ 0: the steps' bounds trust it (projected=True)
+        with torch.no_grad():
+            for a in alpha:
+                a.clamp_(0.0, 1.0)
+            for b in (*beta, *(gamma or []), *(pi or [])):
+                b.clamp_(min=0.0)
+
+    project()
     work = replace(start, alpha=alpha, beta=beta, gamma=gamma, pi=pi)
     relax = node_relaxations(layers, nodes)
-    relax_fast = relax if dt == torch.float64 else node_relaxations(fast, start)
+    # the steps' relaxations: the float64 ones rounded (computing them anew in float32 costs more)
+    relax_fast = relax if dt == torch.float64 else [tuple(x.to(dt) for x in r) for r in relax]
 
     def current():  # the nodes with the current multipliers in float64
         f64 = lambda ps: None if ps is None else [p.detach().to(torch.float64) for p in ps]
@@ -567,7 +590,7 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
     for it in range(iterations):
         if deadline is not None and time.perf_counter() >= deadline:
             break
-        val, _, _ = bound(fast, work, need_grad=True, relax=relax_fast, need_mag=False)
+        val, _, _ = bound(fast, work, need_grad=True, relax=relax_fast, need_mag=False, projected=True)
         if stop_below is not None:  # proven at the working precision: certify below
             v = val.detach().to(torch.float64)
             if bool(((v + 1e-5 * (1.0 + v.abs())).max(-1).values <= torch.as_tensor(stop_below)).all()):
@@ -587,10 +610,7 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
             denom = torch._foreach_add(v, eps * eps)
             torch._foreach_sqrt_(denom)
             torch._foreach_addcdiv_(ps, a, denom, value=-step)
-            for a in alpha:
-                a.clamp_(0.0, 1.0)
-            for b in (*beta, *(gamma or []), *(pi or [])):
-                b.clamp_(min=0.0)
+        project()
     done = current()
     if iterations > 0 or best is not None:
         ub = torch.minimum(ub, certify(done))
