@@ -50,7 +50,7 @@ def choose(layers, nodes, ub, obj, k_candidates):
     """Branching decision per node: ``(layer, index, has_free)`` by filtered look-ahead."""
     import torch
 
-    _, _, lams = R.bound(layers, nodes, keep_lambdas=True)
+    _, _, lams = R.bound(layers, nodes, keep_lambdas=True, need_mag=False)
     worst = obj.worst(ub)
     sc = scores(layers, nodes, lams, worst)
     flat = torch.cat(sc, dim=1)  # (N, Σ n_k)
