@@ -329,3 +329,29 @@ def test_neuron_bounds_contain_every_point_and_match_the_milp(seed):
         neuron_bounds(net, dom.lo, dom.hi, b.lower, b.upper, 5)
     with pytest.raises(ValueError, match="neurons must lie"):
         neuron_bounds(net, dom.lo, dom.hi, b.lower, b.upper, 1, neurons=[8])
+
+
+def test_phase_relaxation_is_exact_on_every_phase_and_sign():
+    """The per-node relaxation (mixed by products, not by masks) has the exact values of its
+    definition on every decision, every sign of the bounds, ±0 and tiny bounds, in both
+    precisions: a chord's slope or intercept off by one rounding would be a wrong line."""
+    vals = [-3.0, -1e-300, -0.0, 0.0, 1e-300, 2.5, 7.0]
+    pairs = [(a, b) for a in vals for b in vals if a <= b]
+    rng = np.random.default_rng(0)
+    pairs += [tuple(sorted(p)) for p in rng.normal(size=(200, 2))]
+    for dtype in (torch.float64, torch.float32):
+        lo = torch.tensor([p[0] for p in pairs], dtype=dtype)
+        hi = torch.tensor([p[1] for p in pairs], dtype=dtype)
+        for s in (-1, 0, 1):
+            split = torch.full((2, len(pairs)), s, dtype=torch.int8)
+            l, u, su, tu, lin, free = relax.phase_relaxation(lo[None], hi[None], split)
+            for j, (a, b) in enumerate(pairs):
+                a, b = lo[j], hi[j]
+                el = torch.clamp(a, min=0.0) if s > 0 else a
+                eu = torch.clamp(b, max=0.0) if s < 0 else b
+                act, fr = bool(el >= 0), bool(el < 0 and eu > 0)
+                esu = torch.ones_like(el) if act else (eu / (eu - el) if fr else torch.zeros_like(el))
+                etu = -esu * el if fr else torch.zeros_like(el)
+                for row in range(2):
+                    assert (l[row, j], u[row, j], su[row, j], tu[row, j]) == (el, eu, esu, etu), (dtype, s, a, b)
+                    assert bool(free[row, j]) == fr and float(lin[row, j]) == float(act)
