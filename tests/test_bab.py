@@ -355,3 +355,25 @@ def test_phase_relaxation_is_exact_on_every_phase_and_sign():
                 for row in range(2):
                     assert (l[row, j], u[row, j], su[row, j], tu[row, j]) == (el, eu, esu, etu), (dtype, s, a, b)
                     assert bool(free[row, j]) == fr and float(lin[row, j]) == float(act)
+
+
+def test_default_steps_follow_the_size_of_the_weights():
+    """Cheap steps (few weights once the box's fixed inputs are left out) get more of them."""
+    from nnmiplib.bab import search
+
+    small = rnet([4, 8, 8, 3], 0)
+    dom = nm.domains.unit_box(4)
+    b = crown_bounds(small, dom)
+    layers = relax.Layers.build(small, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, np.eye(3), np.zeros(3))
+    assert search.default_iterations(layers) == search.ITERATIONS_SMALL
+    wide = rnet([600, 500, 3], 0)
+    dom = nm.domains.unit_box(600)
+    b = crown_bounds(wide, dom)
+    layers = relax.Layers.build(wide, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, np.eye(3), np.zeros(3))
+    assert search.default_iterations(layers) == search.ITERATIONS
+    # the same wide net on a box that fixes all but 10 inputs: its first layer shrinks to 10 columns
+    lo = np.zeros(600)
+    hi = np.where(np.arange(600) < 10, 1.0, 0.0)
+    b = crown_bounds(wide, (lo, hi))
+    layers = relax.Layers.build(wide, b.lower[:-1], b.upper[:-1], lo, hi, np.eye(3), np.zeros(3))
+    assert search.default_iterations(layers) == search.ITERATIONS_SMALL
