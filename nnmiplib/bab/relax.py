@@ -602,13 +602,13 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
             step = lr * (1 - b2 ** (it + 1)) ** 0.5 / (1 - b1 ** (it + 1))
             used = [i for i, g in enumerate(grads) if g is not None]
             ps, gs, a, v = ([x[i] for i in used] for x in (params, grads, m1, m2))
-            # the update on every tensor at once (list kernels: a tenth of the calls)
+            # the update on every tensor at once (torch's list kernels, as torch.optim's Adam uses)
             torch._foreach_mul_(a, b1)
             torch._foreach_add_(a, gs, alpha=1 - b1)
             torch._foreach_mul_(v, b2)
             torch._foreach_addcmul_(v, gs, gs, value=1 - b2)
-            # √(v + ε²) rather than √v + ε: v is 0 or subnormal wherever the gradient is (a stable
-            # neuron's α), and a square root of those takes 5–20 times as long on a CPU
+            # √(v + ε²) rather than √v + ε: v is 0 or subnormal wherever the gradients are 0 or tiny
+            # (a stable neuron's α), and a square root of those takes 5–20 times as long on a CPU
             denom = torch._foreach_add(v, eps * eps)
             torch._foreach_sqrt_(denom)
             torch._foreach_addcdiv_(ps, a, denom, value=-step)
