@@ -361,19 +361,13 @@ def test_default_steps_follow_the_size_of_the_weights():
     """Cheap steps (few weights once the box's fixed inputs are left out) get more of them."""
     from nnmiplib.bab import search
 
-    small = rnet([4, 8, 8, 3], 0)
-    dom = nm.domains.unit_box(4)
-    b = crown_bounds(small, dom)
-    layers = relax.Layers.build(small, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, np.eye(3), np.zeros(3))
-    assert search.default_iterations(layers) == search.ITERATIONS_SMALL
+    def steps(net, lo, hi):
+        b = crown_bounds(net, (lo, hi))
+        layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], lo, hi, np.eye(3), np.zeros(3))
+        return search.default_iterations(layers)
+
+    assert steps(rnet([4, 8, 8, 3], 0), np.zeros(4), np.ones(4)) == search.ITERATIONS_SMALL
     wide = rnet([600, 500, 3], 0)
-    dom = nm.domains.unit_box(600)
-    b = crown_bounds(wide, dom)
-    layers = relax.Layers.build(wide, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, np.eye(3), np.zeros(3))
-    assert search.default_iterations(layers) == search.ITERATIONS
+    assert steps(wide, np.zeros(600), np.ones(600)) == search.ITERATIONS
     # the same wide net on a box that fixes all but 10 inputs: its first layer shrinks to 10 columns
-    lo = np.zeros(600)
-    hi = np.where(np.arange(600) < 10, 1.0, 0.0)
-    b = crown_bounds(wide, (lo, hi))
-    layers = relax.Layers.build(wide, b.lower[:-1], b.upper[:-1], lo, hi, np.eye(3), np.zeros(3))
-    assert search.default_iterations(layers) == search.ITERATIONS_SMALL
+    assert steps(wide, np.zeros(600), np.where(np.arange(600) < 10, 1.0, 0.0)) == search.ITERATIONS_SMALL

@@ -81,10 +81,15 @@ ITERATIONS_SMALL = 12
 SMALL_WORK = 250_000
 
 
+def weight_entries(layers) -> int:
+    """Entries of the layers' weight matrices (the box's fixed inputs and the stably inactive
+    neurons left out): a node's multiply-adds per row and pass."""
+    return sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)
+
+
 def default_iterations(layers) -> int:
-    """Adam steps per batch of children for these layers (:data:`ITERATIONS_SMALL`)."""
-    work = sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)
-    return ITERATIONS_SMALL if work <= SMALL_WORK else ITERATIONS
+    """Adam steps per batch of children for these layers (the rule above :data:`ITERATIONS_SMALL`)."""
+    return ITERATIONS_SMALL if weight_entries(layers) <= SMALL_WORK else ITERATIONS
 
 #: seconds of search (shared by the open rows) with which :func:`solve` asks, while it tightens the
 #: intermediate bounds, whether the bounds proven so far already decide the query
@@ -772,7 +777,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     if own_budget:
         max_nodes = budget()
     if batch is None:
-        work = n_rows * sum(int(w.shape[0]) * int(w.shape[1]) for w in layers.W)  # flops per node per pass
+        work = n_rows * weight_entries(layers)  # flops per node per pass
         if refine:  # re-tightening bounds every free neuron of the deeper layers again
             work += 2 * sum(int(w.shape[0]) for w in layers.W[1:-1]) * sum(
                 int(w.shape[0]) * int(w.shape[1]) for w in layers.W[:-1]) // 4
