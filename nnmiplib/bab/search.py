@@ -50,7 +50,7 @@ import numpy as np
 
 from ..machine import available_memory
 from . import relax as R
-from .branch import children, choose
+from .branch import Pseudocosts, children, choose
 from .cuts import relaxation_cuts, root_cuts, with_logit_bounds
 from .tightening import split_time
 from .tightening import tighten as tighten_bounds
@@ -375,7 +375,7 @@ def _leaf_lp(net, layers, node, lo, hi, C, d, obj, time_limit, leaf=None):
 def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, threshold: float | None = None,
           rel_gap: float = 1e-2, abs_gap: float = 1e-6, time_limit: float | None = 60.0, batch: int | None = None,
           root_iterations: int = 60, iterations: int | None = None, k_candidates: int = K_CANDIDATES,
-          max_nodes: int | None = None,
+          pseudocosts: bool = True, max_nodes: int | None = None,
           attack_starts: int = 64, threads: int | None = None, seed: int = 0,
           initial_points=None, split_rows: bool | None = None, refine: bool = False,
           witness: float | None = None, leaf=None, links=None, tighten: float = 0.0, cuts: float = 0.0,
@@ -404,6 +404,8 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
     root_iterations, iterations : Adam steps on α, β at the root and per batch of children
         (``iterations`` default: by the size of the network, :func:`default_iterations`).
     k_candidates : look-ahead width of the branching (1, the default: the score alone).
+    pseudocosts : weigh each neuron's branching score by what splitting it has gained so far in
+        this tree (:class:`nnmiplib.bab.branch.Pseudocosts`; default). False: the score alone.
     max_nodes : cap on open nodes (default: :func:`node_budget`, a quarter of the available
         memory, 1–8 GiB).
     attack_starts : gradient-ascent starts at the root.
@@ -465,7 +467,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         raise ValueError(f"tighten is a share of the time limit in [0, 1), got {tighten!r}")
     if links is not None and len(links) != len(lower):
         raise ValueError(f"links must hold one entry per hidden layer ({len(lower)}), got {len(links)}")
-    args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine)
+    args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine)
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
@@ -485,7 +487,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     """:func:`solve` one row at a time (every group a single row): see ``split_rows``."""
     import torch
 
-    rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, max_nodes, refine = args
+    rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine = args
     R_ = C.shape[0]
     everything = np.arange(R_)
     primal = _Primal(net, C, d, GroupObjective(everything), lo, hi)
@@ -518,7 +520,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         ``cut`` (``(found, root)`` of :func:`_find_cuts` on those bounds); its point is offered."""
         row_cuts = _row_cuts(*cut, r)
         res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold, rel_gap,
-                     abs_gap, until, batch, root_iterations, iterations, k_candidates, max_nodes, refine, 0, seed,
+                     abs_gap, until, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine, 0, seed,
                      primal.x, t0, floor=None if threshold is not None else primal.value, links=links, cancel=cancel,
                      cuts=row_cuts[0], start=row_cuts[1])
         if res.x is not None:
@@ -760,7 +762,7 @@ def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = No
 
 
 def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
-           iterations, k_candidates, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
+           iterations, k_candidates, pseudocosts, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
            witness=None, leaf=None, links=None, cancel=None, cuts=None, cut_share=0.0, start=None):
     import torch
 
@@ -875,6 +877,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         return None
 
     worst = obj.worst(ub)
+    pseudo = Pseudocosts(layers.sizes) if pseudocosts else None
     primal.offer(_input_vertices(layers, root, worst), "relaxation")
     keep = _keep_mask(ub, obj, threshold, primal, abs_gap, rel_gap, floor)
     drop(ub, keep)
@@ -915,7 +918,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
             push(nodes, rows_ub, depth)  # back to the queue: they stay open in the dual bound
             status = "time_limit"
             break
-        layer, index, has_free = choose(layers, nodes, rows_ub, obj, k_candidates)
+        layer, index, has_free, score = choose(layers, nodes, rows_ub, obj, k_candidates, pseudo)
         leaves = ~has_free
         if leaves.any():  # every phase known: solve the node exactly
             for n in torch.nonzero(leaves).flatten().tolist():
@@ -927,8 +930,8 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
                     primal.offer(x, "leaf-lp")
                 if threshold is None and val > primal.value + abs_gap:
                     log.debug("leaf LP bound %.6g above its point %.6g", val, primal.value)
-            nodes, rows_ub, depth, layer, index = (nodes.take(has_free), rows_ub[has_free], depth[has_free],
-                                                   layer[has_free], index[has_free])
+            nodes, rows_ub, depth, layer, index, score = (nodes.take(has_free), rows_ub[has_free], depth[has_free],
+                                                          layer[has_free], index[has_free], score[has_free])
         if nodes.n:
             kids = children(nodes, layer, index, torch.ones(nodes.n, dtype=torch.bool))
             parent_ub = rows_ub.repeat_interleave(2, 0)
@@ -943,6 +946,8 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
             kub, kids = R.optimise(layers, kids, iterations=iterations, best=parent_ub, stop_below=stop,
                                    deadline=deadline)
             nodes_bounded += kids.n
+            if pseudo is not None and kids.n == 2 * nodes.n:  # every child kept: pairs line up
+                pseudo.record(layer, index, score, obj.value(rows_ub), obj.value(kub), threshold)
             worst = obj.worst(kub)
             # primal: the relaxation's corner of the most promising children, polished
             v = obj.value(kub)
