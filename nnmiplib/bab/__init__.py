@@ -6,7 +6,8 @@
 - :mod:`~nnmiplib.bab.cuts` — cutting planes: the convex hull of each ReLU over its input
   box, separated at the LP relaxation's optima (HiGHS) and added to every node's bound with
   multipliers π optimised like α and β;
-- :mod:`~nnmiplib.bab.branch` — branching: BaBSR-type scores, filtered look-ahead, children;
+- :mod:`~nnmiplib.bab.branch` — branching: BaBSR-type scores weighed by pseudocosts (what
+  splitting each neuron has gained so far), filtered look-ahead, children;
 - :mod:`~nnmiplib.bab.tightening` — tighter intermediate bounds: one batched search over every
   unstable neuron of a layer (both sides), nodes of different neurons side by side;
 - :mod:`~nnmiplib.bab.search` — the anytime search: gradient-ascent incumbents re-checked

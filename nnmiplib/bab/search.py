@@ -10,10 +10,12 @@ with the intermediate bounds it was given, never re-tightened), and
 * **bounding** is batched: up to ``batch`` nodes are expanded together, their children
   bounded in one call and improved by a few projected-Adam steps on α and β;
 * **branching** takes the free unstable neuron with the best score of the BaBSR kind
-  (the intercept its upper chord adds to the bound, ``Λ⁺ t_u``); with ``k_candidates`` > 1
+  (the intercept its upper chord adds to the bound, ``Λ⁺ t_u``), weighed by its pseudocost:
+  what splitting that neuron has taken off children's bounds so far in the tree, against the
+  scores it was chosen on (:class:`~nnmiplib.bab.branch.Pseudocosts`); with ``k_candidates`` > 1
   a filtered look-ahead tries the top candidates on both children with the parent's α, β
-  and keeps the one whose worse child has the smallest bound. The default is the score
-  alone: the look-ahead's extra bound passes cost more nodes than its choices save
+  and keeps the one whose worse child has the smallest bound. The default is width 1 (no
+  look-ahead): its extra bound passes cost more nodes than its choices save
   (measured, :data:`K_CANDIDATES`);
 * **leaves** (no free unstable neuron left) are solved exactly: the network is linear on
   the node's region, so an LP (HiGHS, its bound made safe from the duals) gives the node's

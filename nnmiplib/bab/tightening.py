@@ -12,7 +12,8 @@ neurons —
   the earlier layers' bounds as tightened so far);
 * each round takes the worst open node of every target still open (fewest expansions
   first when there are more than ``batch``), branches it as :func:`nnmiplib.bab.solve`
-  does (BaBSR score, filtered look-ahead) and bounds the children together — nodes of
+  does (BaBSR score weighed by pseudocosts, one record for the layer's targets; filtered
+  look-ahead) and bounds the children together — nodes of
   different targets side by side in one matrix computation
   (:attr:`nnmiplib.bab.relax.NodeBatch.rows`);
 * a target closes once its bound proves the neuron's sign (the neuron becomes stable,
