@@ -405,7 +405,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
     batch : nodes expanded per step (default: by network size).
     root_iterations, iterations : Adam steps on α, β at the root and per batch of children
         (``iterations`` default: by the size of the network, :func:`default_iterations`).
-    k_candidates : look-ahead width of the branching (1, the default: the score alone).
+    k_candidates : look-ahead width of the branching (1, the default: no look-ahead).
     pseudocosts : weigh each neuron's branching score by what splitting it has gained so far in
         this tree (:class:`nnmiplib.bab.branch.Pseudocosts`; default). False: the score alone.
     max_nodes : cap on open nodes (default: :func:`node_budget`, a quarter of the available
