@@ -10,7 +10,8 @@ image per digit (chapter 3's reference images) × the neighbours box (ε = 0.18,
 40 instances. Each instance is solved by every engine of ``--engines`` with
 :func:`nnmiplib.queries.max_output_change` (``decide=True`` unless ``--optimise``), the same
 intermediate bounds (``--bounds``, computed once per instance and not charged to the limit),
-one process per instance and one thread each; ``--jobs`` instances run side by side.
+one process per instance; ``--jobs`` instances run side by side, each on its share of the
+cores (``OMP_NUM_THREADS`` = cores // jobs unless set: the search's ``workers``).
 ``--form softmax`` solves the thesis's own objective instead, the L1 distance of the softmax
 outputs to the reference image's (optimised to a relative gap of 1 %: issue 15's target).
 
@@ -109,6 +110,8 @@ def main(argv=None) -> None:
             with open(args.out, "w") as f:
                 json.dump(rows, f, indent=1)
 
+    # each instance gets its share of the cores (nnmiplib.machine.search_workers reads this)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=1) as pool:
         for r in pool.imap_unordered(_instance, tasks):
             rows.append(r)

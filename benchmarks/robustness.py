@@ -15,7 +15,8 @@ onnxruntime on the ONNX file) and each ε, the mnist_fc form of VNN-LIB 1.0: the
 
 Each (query, engine) is one run of the command line in a subprocess,
 ``nnmiplib -v verify Q.vnnlib --network N=net.onnx --timeout T --engine E`` (hard kill 30 s
-after ``T``; ``--jobs`` runs side by side, the engines of one query next to each other),
+after ``T``; ``--jobs`` runs side by side, the engines of one query next to each other, each
+on its share of the cores: ``OMP_NUM_THREADS`` = cores // jobs unless set),
 recording the answer word, the wall time and the stderr log. Cross-checks, for zero wrong
 answers:
 
@@ -527,6 +528,8 @@ def main(argv=None) -> int:
                   f"{r['check']:<5} pgd {q['pgd']:<4} {r['note']}", flush=True)
         return r
 
+    # each run gets its share of the cores (the verifier's searches read OMP_NUM_THREADS)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.jobs))))
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         list(pool.map(work, tasks))
     elapsed = time.perf_counter() - t_start

@@ -523,8 +523,23 @@ def certified(val, mag):
 STEP_DTYPE = "float32"
 
 
+#: :func:`optimise` with ``workers > 1`` splits a batch into chunks of at least this many nodes
+#: (a smaller batch runs in the calling thread: a chunk's fixed costs would outweigh the gain)
+MIN_CHUNK = 16
+
+_POOL: dict = {}  # worker count → its thread pool, made on first use and kept
+
+
+def _pool(workers: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers not in _POOL:
+        _POOL[workers] = ThreadPoolExecutor(workers, thread_name_prefix="nnmiplib-relax")
+    return _POOL[workers]
+
+
 def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: float = 0.1, best=None,
-             stop_below=None, deadline: float | None = None, dtype: str | None = None):
+             stop_below=None, deadline: float | None = None, dtype: str | None = None, workers: int = 1):
     """Tighten the bounds of ``nodes`` by projected Adam on α (∈ [0,1]), β, γ and π (≥ 0).
 
     Parameters
@@ -542,6 +557,10 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
         float64 on a CPU. The bounds returned are always evaluated in float64 and widened
         (:func:`certified`): for the multipliers the steps end with, and for the ones they
         start from when ``best`` is not given.
+    workers : threads the batch is split among, each chunk of nodes optimised on its own (the
+        nodes' bounds are independent, so the result is the one of a single call, each chunk
+        only stopping on its own nodes' ``stop_below``), with one torch thread each while they
+        run. 1 (default): in the calling thread, with the torch threads as they are set.
 
     Returns
     -------
@@ -550,6 +569,25 @@ def optimise(layers: Layers, nodes: NodeBatch, *, iterations: int = 20, lr: floa
     """
     import torch
 
+    chunks = min(int(workers), nodes.n // MIN_CHUNK)
+    if chunks > 1:
+        cuts = np.linspace(0, nodes.n, chunks + 1).astype(int)
+
+        def part(x, i):  # chunk i of a per-node argument (one shared by every node stays whole)
+            x = None if x is None else torch.as_tensor(x)
+            return x if x is None or x.dim() == 0 or x.shape[0] != nodes.n else x[cuts[i]:cuts[i + 1]]
+
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)  # one torch thread per chunk (the setting is the process's)
+        try:
+            futures = [_pool(int(workers)).submit(
+                optimise, layers, nodes.take(slice(cuts[i], cuts[i + 1])), iterations=iterations, lr=lr,
+                best=part(best, i), stop_below=part(stop_below, i), deadline=deadline, dtype=dtype)
+                for i in range(chunks)]
+            done = [f.result() for f in futures]
+        finally:
+            torch.set_num_threads(prev)
+        return torch.cat([u for u, _ in done]), NodeBatch.cat([b for _, b in done])
     dt = getattr(torch, STEP_DTYPE if dtype is None else dtype)
     if dt not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")

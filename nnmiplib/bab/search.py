@@ -8,7 +8,8 @@ hidden neurons; its upper bound comes from :mod:`nnmiplib.bab.relax` (α-β-CROW
 with the intermediate bounds it was given, never re-tightened), and
 
 * **bounding** is batched: up to ``batch`` nodes are expanded together, their children
-  bounded in one call and improved by a few projected-Adam steps on α and β;
+  bounded in one call and improved by a few projected-Adam steps on α and β, the batch split
+  among the cores the search is given (``workers``; the nodes' bounds are independent);
 * **branching** takes the free unstable neuron with the best score of the BaBSR kind
   (the intercept its upper chord adds to the bound, ``Λ⁺ t_u``), weighed by its pseudocost:
   what splitting that neuron has taken off children's bounds so far in the tree, against the
@@ -50,7 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..machine import available_memory
+from ..machine import available_memory, search_workers
 from . import relax as R
 from .branch import Pseudocosts, children, choose
 from .cuts import relaxation_cuts, root_cuts, with_logit_bounds
@@ -81,6 +82,11 @@ ITERATIONS = 6
 #: ε = 0.03 (400 k) image 0 rows 2, 3 1.11 / 1.17, 2.81 / 3.02, image 9 row 7 0.18 / 0.31.
 ITERATIONS_SMALL = 12
 SMALL_WORK = 250_000
+
+
+def _count(workers) -> int:
+    """:func:`solve`'s ``workers`` now: an int, or a function returning one."""
+    return max(1, int(workers() if callable(workers) else workers))
 
 
 def weight_entries(layers) -> int:
@@ -378,7 +384,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
           rel_gap: float = 1e-2, abs_gap: float = 1e-6, time_limit: float | None = 60.0, batch: int | None = None,
           root_iterations: int = 60, iterations: int | None = None, k_candidates: int = K_CANDIDATES,
           pseudocosts: bool = True, max_nodes: int | None = None,
-          attack_starts: int = 64, threads: int | None = None, seed: int = 0,
+          attack_starts: int = 64, threads: int | None = None, workers: int | None = None, seed: int = 0,
           initial_points=None, split_rows: bool | None = None, refine: bool = False,
           witness: float | None = None, leaf=None, links=None, tighten: float = 0.0, cuts: float = 0.0,
           cancel=None) -> BabResult:
@@ -412,6 +418,15 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         memory, 1–8 GiB).
     attack_starts : gradient-ascent starts at the root.
     threads : torch threads (default 1: small batches lose more to thread start-up than they gain).
+    workers : cores the search uses: each batch's bound optimisation is split among that many
+        threads of one torch thread each, one chunk of nodes each
+        (:func:`nnmiplib.bab.relax.optimise`), and the tightening runs that many torch threads
+        (``tighten``). An int, or a function returning one, asked at every batch (e.g. by
+        searches side by side, as the others end). Default :func:`nnmiplib.machine.search_workers`:
+        every core this process is given. One PV row (200x5 digit 1, tightened bounds, 30 s, two
+        runs each): 127 k and 119 k nodes with 1, 189 k and 171 k with 2 (two torch threads
+        instead: 185 k, 179 k); one row of 256x4 MNIST, ε = 0.03, image 0: 69 k (both runs),
+        108 k and 101 k (two torch threads: 83 k, 99 k).
     initial_points : inputs to offer as incumbents first (e.g. a reference image).
     split_rows : when every group is one row, search one row at a time (default): a tree
         per row, rows in decreasing order of their root bound, each row's α and β only,
@@ -469,7 +484,8 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         raise ValueError(f"tighten is a share of the time limit in [0, 1), got {tighten!r}")
     if links is not None and len(links) != len(lower):
         raise ValueError(f"links must hold one entry per hidden layer ({len(lower)}), got {len(links)}")
-    args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine)
+    args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine,
+            search_workers() if workers is None else workers)
     try:
         if (split_rows is None or split_rows) and single and C.shape[0] > 1:
             return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
@@ -489,7 +505,8 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     """:func:`solve` one row at a time (every group a single row): see ``split_rows``."""
     import torch
 
-    rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine = args
+    (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine,
+     workers) = args
     R_ = C.shape[0]
     everything = np.arange(R_)
     primal = _Primal(net, C, d, GroupObjective(everything), lo, hi)
@@ -522,8 +539,8 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         ``cut`` (``(found, root)`` of :func:`_find_cuts` on those bounds); its point is offered."""
         row_cuts = _row_cuts(*cut, r)
         res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold, rel_gap,
-                     abs_gap, until, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine, 0, seed,
-                     primal.x, t0, floor=None if threshold is not None else primal.value, links=links, cancel=cancel,
+                     abs_gap, until, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine,
+                     workers, 0, seed, primal.x, t0, floor=None if threshold is not None else primal.value, links=links, cancel=cancel,
                      cuts=row_cuts[0], start=row_cuts[1])
         if res.x is not None:
             primal.offer(res.x, f"row {int(r)}: {res.stats.get('incumbent_source')}")
@@ -559,7 +576,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             return bool((root_ub <= floor).all())
 
         lower, upper, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left, stop=decided,
-                                                 cuts=TIGHTEN_CUTS if cuts > 0 else 0.0)
+                                                 threads=_count(workers), cuts=TIGHTEN_CUTS if cuts > 0 else 0.0)
         if not (tightened and tightened[-1]["stopped"]):
             decided(lower, upper)
     if (cuts > 0 and deadline is not None and (root_ub > level()).any()
@@ -647,7 +664,7 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
     if looks[0].status not in _SETTLED:
         left = deadline - time.perf_counter()
         low, up, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left, stop=settled,
-                                            cuts=TIGHTEN_CUTS if cut_share > 0 else 0.0)
+                                            threads=_count(args[-1]), cuts=TIGHTEN_CUTS if cut_share > 0 else 0.0)
         bounds = (low, up)
         if not (tightened and tightened[-1]["stopped"]):
             looks.append(run(low, up, deadline, 0, best_points(), cut_share))
@@ -764,8 +781,8 @@ def node_budget(n_rows: int, sizes, *, own_bounds: bool, memory: int | None = No
 
 
 def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, deadline, batch, root_iterations,
-           iterations, k_candidates, pseudocosts, max_nodes, refine, attack_starts, seed, initial_points, t0, floor=None,
-           witness=None, leaf=None, links=None, cancel=None, cuts=None, cut_share=0.0, start=None):
+           iterations, k_candidates, pseudocosts, max_nodes, refine, workers, attack_starts, seed, initial_points, t0,
+           floor=None, witness=None, leaf=None, links=None, cancel=None, cuts=None, cut_share=0.0, start=None):
     import torch
 
     layers = R.Layers.build(net, lower, upper, lo, hi, C, d).with_cuts(cuts)
@@ -946,7 +963,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
         if nodes.n and kids.n:
             stop = None if threshold is None else torch.full((kids.n,), float(threshold))
             kub, kids = R.optimise(layers, kids, iterations=iterations, best=parent_ub, stop_below=stop,
-                                   deadline=deadline)
+                                   deadline=deadline, workers=_count(workers))
             nodes_bounded += kids.n
             if pseudo is not None and kids.n == 2 * nodes.n:  # every child kept: pairs line up
                 pseudo.record(layer, index, score, obj.value(rows_ub), obj.value(kub), threshold)

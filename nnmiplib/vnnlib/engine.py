@@ -265,15 +265,20 @@ def with_inputs(net: Network, lo: np.ndarray) -> Network:
 
 def _cores() -> int:
     """Torch threads for the branch and bound of one query (the command runs one query per
-    process): the cores this process may use, at most 4. Measured on 2 cores, 256x4 MNIST
-    ε = 0.02, with float64 Adam steps: 49 000 nodes in 30 s with 2 threads against 32 000 with
-    1. Since the steps run in float32 (:data:`nnmiplib.bab.relax.STEP_DTYPE`) one thread is
+    process): the cores this process may use (:func:`nnmiplib.machine.search_workers`), at most
+    4. Measured on 2 cores, 256x4 MNIST ε = 0.02, with float64 Adam steps: 49 000 nodes in 30 s
+    with 2 threads against 32 000 with 1. Since the steps run in float32 (:data:`nnmiplib.bab.relax.STEP_DTYPE`) one thread is
     the faster search (one ε = 0.03 row, 20 s: 67 300 nodes against 48 900 with 2 threads),
     so the searches of several disjuncts run side by side with one thread each
-    (:func:`_workers`); this many threads serve the tightening and a search that runs alone."""
-    from ..machine import n_cores
+    (:func:`_workers`); this many threads serve the tightening, and a search that runs alone
+    splits its batches among this many threads of one torch thread each (``workers`` of
+    :func:`nnmiplib.bab.solve`: one row of that net, image 0, tightened bounds, 30 s: 101–108 k
+    nodes against 69 k with one thread and 83–99 k with two torch threads). Searches side by
+    side share them: each takes its part of the cores at every batch, all of them once it runs
+    alone."""
+    from ..machine import search_workers
 
-    return max(1, min(n_cores(), 4))
+    return max(1, min(search_workers(), 4))
 
 
 #: at most this many branch-and-bound searches side by side in one stage of :func:`verify`
@@ -305,19 +310,26 @@ def _side_by_side(prob: Problem, todo: list, dl: _Deadline, cache: dict, *, seed
 
     cancel = threading.Event()
     lock = threading.Lock()
-    left = [len(todo)]
+    left, running = [len(todo)], [0]
+
+    def cores():  # a search's share of the cores, asked at each of its batches: more once others end
+        with lock:
+            return max(1, _cores() // max(1, running[0]))
 
     def work(dj):
         if cancel.is_set() or dl.over():
             return "timeout", None, "not started: the time is up or the query is settled"
         with lock:
             n = left[0]
+            running[0] += 1
         budget = share * min(dl.left(), dl.left() * workers / max(1, n))
         try:
-            return _bab_disjunct(prob, dj, time_limit=budget, seed=seed, cache=cache, threads=1, cancel=cancel)
+            return _bab_disjunct(prob, dj, time_limit=budget, seed=seed, cache=cache, threads=1, workers=cores,
+                                 cancel=cancel)
         finally:
             with lock:
                 left[0] -= 1
+                running[0] -= 1
 
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -412,7 +424,8 @@ def _log_tightening(log: list, cache: dict, dj: Disjunct, tighten: float) -> Non
 
 
 def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, cache: dict | None = None,
-                  tighten: float = 0.0, peers=(), bounds=None, threads: int | None = None, cancel=None):
+                  tighten: float = 0.0, peers=(), bounds=None, threads: int | None = None, workers=None,
+                  cancel=None):
     """Branch and bound (:mod:`nnmiplib.bab`) on ``max_x min_i slack_i(x)`` of the disjunct's rows.
 
     Inequality ``i`` has slack ``(d_i + m_i − Cz_i z − Cy_i y) / s_i`` (``m`` the floating-point
@@ -422,8 +435,9 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     read the inputs), so ``cache`` keeps them for the other disjuncts and for a second search.
     ``tighten`` > 0: first spend up to that many seconds tightening them (:func:`_tighten_box`
     with ``peers``; not counted in ``time_limit``). ``bounds``: ``(lower, upper)`` to use
-    instead (no tightening). ``threads``: torch threads of the search (default
-    :func:`_cores`); ``cancel``: a :class:`threading.Event` that stops it early
+    instead (no tightening). ``threads``: torch threads of the search (default 1);
+    ``workers``: the cores it uses (:func:`nnmiplib.bab.solve`'s; default :func:`_cores`);
+    ``cancel``: a :class:`threading.Event` that stops it early
     (:func:`nnmiplib.bab.solve`). Returns ``(verdict, x, why)`` like :func:`_solve_disjunct`.
     """
     from ..bab import solve
@@ -441,7 +455,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     tau = _tolerance(dj, b if spec is prob.net else dj._bounds, scale)
     strict = any(o == "<" for o in dj.ops)
     r = solve(spec, dj.lo, dj.hi, C, d, lower=lower[:-1], upper=upper[:-1], groups=np.zeros(len(C), dtype=int),
-              threads=_cores() if threads is None else threads,
+              threads=1 if threads is None else threads, workers=_cores() if workers is None else workers,
               threshold=-tau, witness=0.0 if strict else -1e-12, time_limit=max(time_limit, 0.05), refine=False,
               seed=seed, split_rows=False, cancel=cancel, cuts=CUT_SHARE)
     how = f"branch and bound: {r.status} after {r.nodes} nodes, dual bound {r.dual_bound:.3g}"

@@ -1,0 +1,120 @@
+"""The branch and bound on several cores: a batch's bound optimisation split among threads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from random_nets import rnet
+
+import nnmiplib as nm
+from nnmiplib.bab import branch, group_value, relax, solve
+from nnmiplib.bab.search import GroupObjective
+from nnmiplib.bounds import crown_bounds
+from nnmiplib.machine import n_cores, search_workers
+
+
+def grown_batch(layers, n):
+    """``n`` nodes of a search on ``layers`` (its first splits, breadth first), with their bounds."""
+    obj = GroupObjective(np.zeros(layers.n_rows, dtype=int))
+    ub, nodes = relax.optimise(layers, relax.NodeBatch.root(layers), iterations=3)
+    while nodes.n < n:
+        layer, index, has, _ = branch.choose(layers, nodes, ub, obj, 1)
+        assert bool(has.all()), "the test net needs more free neurons"
+        kids = branch.children(nodes, layer, index, torch.ones(nodes.n, dtype=torch.bool))
+        ub, nodes = relax.optimise(layers, kids, iterations=1)
+    return ub[:n], nodes.take(torch.arange(n))
+
+
+@pytest.fixture(scope="module")
+def case():
+    net = rnet([4, 24, 24, 24, 3], 5)
+    dom = nm.domains.unit_box(4)
+    b = crown_bounds(net, dom)
+    C = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]])
+    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C, np.zeros(2))
+    return net, dom, C, layers, *grown_batch(layers, 70)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_split_batch_gets_each_nodes_own_bound(case, workers):
+    net, dom, C, layers, ub, nodes = case
+    one, one_nodes = relax.optimise(layers, nodes, iterations=6, best=ub)
+    split, split_nodes = relax.optimise(layers, nodes, iterations=6, best=ub, workers=workers)
+    assert split.shape == one.shape == ub.shape and split_nodes.n == nodes.n
+    assert torch.all(split <= ub)  # never looser than what was given
+    # the same arithmetic per node (the products of a smaller batch may round differently)
+    assert torch.allclose(split, one, rtol=1e-4, atol=1e-4)
+    for k in range(len(layers.sizes)):
+        assert torch.equal(split_nodes.split[k], nodes.split[k])  # the decisions stay with their nodes
+        assert split_nodes.alpha[k].shape == one_nodes.alpha[k].shape
+    # each node's bound holds on the points of its region: sample inputs, keep those whose
+    # phases agree with the node's decisions, and check C y against the node's bound
+    X = np.random.default_rng(0).uniform(dom.lo, dom.hi, size=(20000, dom.lo.size))
+    pre, h = [], X  # the hidden pre-activations, the neurons the layers keep
+    for W, bb, keep in zip(net.weights[:-1], net.biases[:-1], layers.keep):
+        a = h @ W.T + bb
+        pre.append(a[:, keep])
+        h = np.maximum(a, 0.0)
+    Y = net.forward(X) @ C.T
+    checked = 0
+    for i in range(nodes.n):
+        inside = np.ones(len(X), dtype=bool)
+        for k, a in enumerate(pre):
+            s = nodes.split[k][i].numpy()
+            inside &= np.all((s != 1) | (a >= 0), axis=1) & np.all((s != -1) | (a <= 0), axis=1)
+        if inside.any():
+            checked += 1
+            assert np.all(Y[inside] <= split[i].numpy() + 1e-9)
+    assert checked > 0
+
+
+def test_each_chunk_stops_on_its_own_nodes_thresholds(case):
+    _, _, _, layers, ub, nodes = case
+    half = nodes.n // 2  # two workers: the chunks are the two halves
+    first, second = torch.arange(half), torch.arange(half, nodes.n)
+    # the first half's nodes already meet their thresholds (no step), the second half's never do
+    stop = torch.cat([torch.full((half,), 1e9), torch.full((nodes.n - half,), -1e9)]).to(torch.float64)
+    got, _ = relax.optimise(layers, nodes, iterations=6, best=ub, stop_below=stop, workers=2)
+    still, _ = relax.optimise(layers, nodes.take(first), iterations=0, best=ub[:half])
+    moved, _ = relax.optimise(layers, nodes.take(second), iterations=6, best=ub[half:])
+    assert torch.equal(got[:half], still)  # each chunk alone: the very same computation as a call on it
+    assert torch.equal(got[half:], moved)
+    assert bool((moved < ub[half:]).any())  # the steps did move the second half
+
+
+def test_a_batch_too_small_to_split_runs_in_the_calling_thread(case):
+    _, _, _, layers, ub, nodes = case
+    few = nodes.take(torch.arange(relax.MIN_CHUNK + 3))
+    a, _ = relax.optimise(layers, few, iterations=4, best=ub[: few.n])
+    b, _ = relax.optimise(layers, few, iterations=4, best=ub[: few.n], workers=2)
+    assert torch.equal(a, b)  # one chunk: the very same computation
+
+
+@pytest.mark.parametrize("workers", [1, 2, (lambda: 2)])
+def test_search_on_two_cores_reaches_the_brute_force_maximum(workers):
+    net = rnet([2, 12, 12, 10, 4], 21)
+    dom = nm.domains.unit_box(2)
+    b = crown_bounds(net, dom)
+    C, d = np.array([[1.0, -1.0, 0.0, 0.0]]), np.array([0.0])
+    g = np.linspace(0.0, 1.0, 601)
+    X = np.array(np.meshgrid(g, g)).reshape(2, -1).T
+    brute = float(group_value(net.forward(X) @ C.T + d, np.zeros(1, dtype=int), 1).max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=60, rel_gap=1e-6,
+              abs_gap=1e-7, batch=32, workers=workers)
+    assert r.status == "optimal"
+    assert r.dual_bound >= brute - 1e-9
+    assert r.value >= brute - 1e-3
+    assert r.value == pytest.approx(float((net.forward(r.x[None]) @ C.T + d).max()), abs=1e-12)
+
+
+def test_search_workers_follow_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert search_workers() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(n_cores() + 5))
+    assert search_workers() == n_cores()  # never more than the process may use
+    for unset in ("", "0", "many"):
+        monkeypatch.setenv("OMP_NUM_THREADS", unset)
+        assert search_workers() == n_cores()
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert search_workers() == n_cores()
