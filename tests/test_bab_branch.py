@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from random_nets import rnet
+from random_nets import assert_search_reaches_the_grid_maximum, rnet
 
 import nnmiplib as nm
-from nnmiplib.bab import branch, group_value, relax, solve
+from nnmiplib.bab import branch, relax
 from nnmiplib.bab.search import GroupObjective
 from nnmiplib.bounds import crown_bounds
 
@@ -89,16 +89,4 @@ def test_choose_follows_the_learned_factor_and_reports_the_raw_score():
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("pseudocosts", [True, False])
 def test_search_reaches_the_brute_force_maximum_with_or_without_pseudocosts(seed, pseudocosts):
-    net = rnet([2, 10, 10, 8, 4], 10 + seed)
-    dom = nm.domains.unit_box(2)
-    b = crown_bounds(net, dom)
-    C, d = np.array([[1.0, -1.0, 0.0, 0.0]]), np.array([0.0])
-    g = np.linspace(0.0, 1.0, 601)
-    X = np.array(np.meshgrid(g, g)).reshape(2, -1).T
-    brute = float(group_value(net.forward(X) @ C.T + d, np.zeros(1, dtype=int), 1).max())
-    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=60, rel_gap=1e-6,
-              abs_gap=1e-7, pseudocosts=pseudocosts, batch=8)
-    assert r.status == "optimal"
-    assert r.dual_bound >= brute - 1e-9
-    assert r.value >= brute - 1e-3
-    assert r.value == pytest.approx(float((net.forward(r.x[None]) @ C.T + d).max()), abs=1e-12)
+    assert_search_reaches_the_grid_maximum(rnet([2, 10, 10, 8, 4], 10 + seed), pseudocosts=pseudocosts, batch=8)
