@@ -198,6 +198,29 @@ def test_cancel_stops_the_search_with_a_valid_bound(split_rows):
     assert time.perf_counter() - t < 10
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_optimising_row_by_row_to_a_fine_gap_searches_every_open_row(seed):
+    """Row by row, optimising to a gap finer than COARSE_GAP within a time limit too short for
+    it: every row the root leaves open is searched (a first pass takes each to the coarse gap,
+    the time shared), not only the one with the largest root bound; the dual bound stays above
+    every sampled point and below the largest root bound."""
+    from nnmiplib.bab import search
+
+    net = rnet([12, 48, 48, 48, 6], seed)
+    dom = nm.domains.Box(np.zeros(12), np.ones(12))
+    b = crown_bounds(net, dom)
+    C = np.array([np.eye(6)[k] - np.eye(6)[0] for k in range(1, 6)])
+    r = solve(net, dom.lo, dom.hi, C, np.zeros(5), lower=b.lower[:-1], upper=b.upper[:-1], time_limit=2.0,
+              rel_gap=1e-9, abs_gap=0.0, attack_starts=16)
+    assert search.COARSE_GAP > 1e-9 and r.status == "time_limit"
+    roots = np.array(r.stats["root_bounds"])
+    open_rows = {int(q) for q in np.flatnonzero(roots > r.value + search.COARSE_GAP * abs(r.value))}
+    assert len(open_rows) >= 2 and open_rows <= set(r.stats["rows"])
+    X = np.random.default_rng(seed).uniform(size=(20000, 12))
+    assert r.dual_bound >= float((net.forward(X) @ C.T).max()) - 1e-9
+    assert r.dual_bound <= roots.max() + 1e-9
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_refined_node_bounds_contain_every_point_of_the_node(seed):
     """refine(): each node's re-tightened intermediate bounds hold every input whose phases match

@@ -99,6 +99,12 @@ def default_iterations(layers) -> int:
     """Adam steps per batch of children for these layers (the rule above :data:`ITERATIONS_SMALL`)."""
     return ITERATIONS_SMALL if weight_entries(layers) <= SMALL_WORK else ITERATIONS
 
+#: :func:`solve` row by row, optimising to a relative gap finer than this: a first pass takes every
+#: open row to this gap (the time left shared among them, what one leaves passing on), then each
+#: row still above the finer gap gets the time left, worst first. Without it the row with the
+#: largest bound took the whole time towards the fine gap while the others kept their root bounds
+COARSE_GAP = 1e-2
+
 #: seconds of search (shared by the open rows) with which :func:`solve` asks, while it tightens the
 #: intermediate bounds, whether the bounds proven so far already decide the query
 PROBE = 1.0
@@ -432,6 +438,8 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         per row, rows in decreasing order of their root bound, each row's α and β only,
         and rows the root already settles skipped — ``R`` times less work per node than
         carrying every row through every node. The incumbent and the deadline are shared.
+        Optimising to a ``rel_gap`` finer than :data:`COARSE_GAP`, a first pass takes every open
+        row to that gap in its share of the time, so that no row keeps its root bound.
     refine : re-tighten each child's intermediate bounds after its decision
         (:func:`nnmiplib.bab.relax.refine`): tighter nodes at a cost per node that grows with
         depth. Without it the given bounds are the Big-M constants of every node's
@@ -534,11 +542,13 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     def level():  # a row bounded by this is settled: the threshold, or the incumbent plus the gap
         return threshold if threshold is not None else primal.value + gap(primal.value)
 
-    def search_row(r, low, up, until, cut=(None, None)):
-        """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until``, with the cuts
-        ``cut`` (``(found, root)`` of :func:`_find_cuts` on those bounds); its point is offered."""
+    def search_row(r, low, up, until, cut=(None, None), row_gap=None):
+        """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until`` (optimising: to
+        the relative gap ``row_gap``, default ``rel_gap``), with the cuts ``cut`` (``(found, root)``
+        of :func:`_find_cuts` on those bounds); its point is offered."""
         row_cuts = _row_cuts(*cut, r)
-        res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold, rel_gap,
+        res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], low, up, GroupObjective(np.zeros(1)), threshold,
+                     rel_gap if row_gap is None else row_gap,
                      abs_gap, until, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine,
                      workers, 0, seed, primal.x, t0, floor=None if threshold is not None else primal.value, links=links, cancel=cancel,
                      cuts=row_cuts[0], start=row_cuts[1])
@@ -594,23 +604,39 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
                  np.round(root_ub[open_rows], 3).tolist())
     traj = [(time.perf_counter() - t0, float(max(root_ub.max(), primal.value)), primal.value)]
     duals, nodes, status, parts = root_ub.copy(), 1 + probe_nodes, None, {}
-    for r in np.argsort(-root_ub):
-        if threshold is not None and primal.value > threshold:
-            status = "violated"
-            break
-        if root_ub[r] <= level():
-            continue
-        if deadline is not None and time.perf_counter() >= deadline:
-            status = "time_limit"
-            break
-        res = search_row(r, lower, upper, deadline, (found, cut_root))
-        nodes += res.nodes
-        duals[r] = min(duals[r], res.dual_bound)
-        parts[int(r)] = res.status
-        traj += [(tt, max(dd, *(duals[q] for q in everything if q != r)), max(pp, primal.value))
-                 for tt, dd, pp in res.trajectory]
-        if res.status in ("time_limit", "node_limit"):
-            status = res.status
+    # optimising to a gap finer than COARSE_GAP: first every open row to COARSE_GAP, the time shared
+    passes = [rel_gap] if threshold is not None or rel_gap >= COARSE_GAP else [COARSE_GAP, rel_gap]
+    for p, row_gap in enumerate(passes):
+        coarse = p < len(passes) - 1
+
+        def settled_at(row_gap=row_gap):  # a row bounded by this is done in this pass
+            if threshold is not None:
+                return threshold
+            return primal.value + max(abs_gap, row_gap * abs(primal.value))
+
+        rows = [r for r in np.argsort(-duals) if duals[r] > settled_at()]
+        shares = split_time(rows, deadline - time.perf_counter()) if coarse and deadline is not None \
+            else ((r, None) for r in rows)
+        for r, share in shares:
+            if threshold is not None and primal.value > threshold:
+                status = "violated"
+                break
+            if duals[r] <= settled_at():
+                continue
+            if deadline is not None and time.perf_counter() >= deadline:
+                status = "time_limit"
+                break
+            until = deadline if share is None else time.perf_counter() + share
+            res = search_row(r, lower, upper, until, (found, cut_root), row_gap)
+            nodes += res.nodes
+            duals[r] = min(duals[r], res.dual_bound)
+            parts[int(r)] = res.status
+            traj += [(tt, max(dd, *(duals[q] for q in everything if q != r)), max(pp, primal.value))
+                     for tt, dd, pp in res.trajectory]
+            if res.status in ("time_limit", "node_limit") and not coarse:
+                status = res.status
+                break
+        if status is not None:
             break
     dual = float(max(duals.max(), primal.value))
     if status is None:
