@@ -537,10 +537,10 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
             starts[0] = primal.x if primal.x is not None else (lo + hi) / 2
             primal.offer(one.ascend(starts, steps=60), f"attack on row {int(r)}")
-    gap = lambda v: max(abs_gap, rel_gap * abs(v))
+    gap = lambda v, rel=rel_gap: max(abs_gap, rel * abs(v))
 
-    def level():  # a row bounded by this is settled: the threshold, or the incumbent plus the gap
-        return threshold if threshold is not None else primal.value + gap(primal.value)
+    def level(rel=rel_gap):  # a row bounded by this is settled: the threshold, or the incumbent plus the gap
+        return threshold if threshold is not None else primal.value + gap(primal.value, rel)
 
     def search_row(r, low, up, until, cut=(None, None), row_gap=None):
         """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until`` (optimising: to
@@ -608,20 +608,14 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     passes = [rel_gap] if threshold is not None or rel_gap >= COARSE_GAP else [COARSE_GAP, rel_gap]
     for p, row_gap in enumerate(passes):
         coarse = p < len(passes) - 1
-
-        def settled_at(row_gap=row_gap):  # a row bounded by this is done in this pass
-            if threshold is not None:
-                return threshold
-            return primal.value + max(abs_gap, row_gap * abs(primal.value))
-
-        rows = [r for r in np.argsort(-duals) if duals[r] > settled_at()]
+        rows = [r for r in np.argsort(-duals) if duals[r] > level(row_gap)]
         shares = split_time(rows, deadline - time.perf_counter()) if coarse and deadline is not None \
             else ((r, None) for r in rows)
         for r, share in shares:
             if threshold is not None and primal.value > threshold:
                 status = "violated"
                 break
-            if duals[r] <= settled_at():
+            if duals[r] <= level(row_gap):
                 continue
             if deadline is not None and time.perf_counter() >= deadline:
                 status = "time_limit"
