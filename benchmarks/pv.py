@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/pv.py [--time-limit 120] [--engines bab mip] [--jobs 2]
                                       [--archs 3000x1 800x2 200x5 100x10] [--digits 0 1 ... 9]
                                       [--bounds alpha] [--optimise] [--form margin|softmax]
+                                      [--cuts S] [--tighten S]
                                       [--out results.json]
 
 Instances: the book's 50-epoch L1 λ = 2·10⁻⁴ nets (one per thesis architecture) × one test
@@ -50,7 +51,7 @@ def time_to_gap(result, gap: float = GAP):
 
 
 def _instance(args):
-    arch, digit, engines, time_limit, bounds, optimise, form, cuts = args
+    arch, digit, engines, time_limit, bounds, optimise, form, cuts, tighten = args
     import numpy as np
 
     import nnmiplib as nm
@@ -58,6 +59,8 @@ def _instance(args):
 
     if cuts is not None:
         nm.queries.pv.BAB_CUTS = cuts
+    if tighten is not None:
+        nm.queries.pv.BAB_TIGHTEN = tighten
 
     net = nm.train.zoo_net(arch, "l1", 2e-4, scale="paper")
     x0 = ch3.reference_images([digit], 0)[digit][1]
@@ -109,10 +112,14 @@ def main(argv=None) -> None:
     ap.add_argument("--cuts", type=float, default=None,
                     help="share of the time the margin form's search spends on cutting planes "
                          "(default: the library's nnmiplib.queries.pv.BAB_CUTS; 0: none)")
+    ap.add_argument("--tighten", type=float, default=None,
+                    help="share of the time the search spends at most tightening the intermediate bounds "
+                         "(default: the library's nnmiplib.queries.pv.BAB_TIGHTEN; 0: none)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", help="write every instance's numbers here (JSON)")
     args = ap.parse_args(argv)
-    tasks = [(a, d, args.engines, args.time_limit, args.bounds, args.optimise, args.form, args.cuts) for a in args.archs for d in args.digits]
+    tasks = [(a, d, args.engines, args.time_limit, args.bounds, args.optimise, args.form, args.cuts,
+              args.tighten) for a in args.archs for d in args.digits]
     rows = []
 
     def save():  # after every instance: an interrupted run keeps what it has
@@ -132,7 +139,8 @@ def main(argv=None) -> None:
             print(f"{r['arch']:>6} digit {r['digit']} (unstable {r['unstable']:4d}, bounds {r['bounds_time']:.1f}s)  "
                   f"{cells}", flush=True)
     mode = "softmax-L1 to a 1 % gap" if args.form == "softmax" else ("optimise" if args.optimise else "decide")
-    print(f"\nlimit {args.time_limit:g} s, bounds {args.bounds}, {mode}")
+    shares = "".join(f", {k} {v:g}" for k, v in (("cuts", args.cuts), ("tighten", args.tighten)) if v is not None)
+    print(f"\nlimit {args.time_limit:g} s, bounds {args.bounds}, {mode}{shares}")
     for eng in args.engines:
         for arch in [*args.archs, "all"]:
             sel = [r for r in rows if arch in ("all", r["arch"])]
