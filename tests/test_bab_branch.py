@@ -90,3 +90,19 @@ def test_choose_follows_the_learned_factor_and_reports_the_raw_score():
 @pytest.mark.parametrize("pseudocosts", [True, False])
 def test_search_reaches_the_brute_force_maximum_with_or_without_pseudocosts(seed, pseudocosts):
     assert_search_reaches_the_grid_maximum(rnet([2, 10, 10, 8, 4], 10 + seed), pseudocosts=pseudocosts, batch=8)
+
+
+def test_choose_on_a_network_without_free_neurons_makes_every_node_a_leaf():
+    """Every hidden neuron stably inactive: the reduced layers hold no neuron, nothing to branch on."""
+    net = nm.Network([np.array([[1.0, -1.0], [2.0, 0.5]]), np.array([[1.0, 1.0], [-1.0, 2.0]])],
+                     [np.array([-10.0, -10.0]), np.array([0.5, -0.5])])
+    dom = nm.domains.box(np.zeros(2), np.ones(2))
+    b = crown_bounds(net, dom)
+    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, np.array([[1.0, -1.0]]),
+                                np.zeros(1))
+    assert sum(layers.sizes) == 0
+    nodes = relax.NodeBatch.root(layers)
+    ub, nodes = relax.optimise(layers, nodes, iterations=2)
+    layer, index, has_free, score = branch.choose(layers, nodes, ub, GroupObjective(np.zeros(1)), 3)
+    assert not bool(has_free.any()) and layer.shape == index.shape == score.shape == (1,)
+    assert float(ub[0, 0]) >= 1.0 - 1e-9  # the logits are the constant biases: 0.5 − (−0.5)

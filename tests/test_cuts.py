@@ -70,6 +70,10 @@ def test_hull_cuts_skip_stable_neurons_and_empty_layers():
     assert rows.size == 0 and G.shape == (0, 3) and e.shape == (0,)
     rows, G, e = hull_cuts(np.zeros((0, 3)), np.zeros(0), lo, hi, lo, np.zeros(0))
     assert rows.size == 0 and G.shape == (0, 3)
+    # neurons without inputs (every input of the layer pinned by the box): constant, no cut
+    rows, G, e = hull_cuts(np.zeros((2, 0)), np.array([1.0, -1.0]), np.zeros(0), np.zeros(0), np.zeros(0),
+                           np.full(2, 1e3))
+    assert rows.size == 0 and G.shape == (0, 0) and e.shape == (0,)
 
 
 def layers_of(net, dom, b, rows=ROWS):

@@ -457,3 +457,48 @@ def test_selection_rows_pick_the_largest_expression(seed):
         m.set_objective({int(e[0]): 1.0}, "max")
         sol = get_backend("highs")(m).solve(10)
         assert (sol.x is not None) == feasible, (level, sol.status)
+
+
+def softmax_l1(net, X, x0):
+    y0 = nm.network.softmax(net.forward(x0))
+    return np.abs(nm.network.softmax(net.forward(X)) - y0).sum(-1)
+
+
+def test_pv_softmax_branch_and_bound_on_dead_and_pinned_neurons():
+    """Nets the search reduces to nothing to branch on: every hidden neuron of a layer stably
+    inactive (dead), and a box pinning most inputs (a layer without free inputs). The branch
+    and bound used to crash on both (no branching candidate; a cut layer without inputs);
+    now it ends before its limit, its dual bound above every sampled point."""
+    dead = nm.Network([np.array([[-4.0, -0.5, 0.0], [0.0, -1.7, 0.0]]),
+                       np.array([[-2.1, 0.0], [2.4, 0.0], [0.9, 0.2], [0.0, 1.2]]),
+                       np.array([[3.1, 0.0, -0.4, 0.0], [0.0, 0.0, 0.0, 4.1], [0.9, 3.0, 0.0, 0.0]])],
+                      [np.array([-0.56, -0.47]), np.array([0.79, 0.16, 0.0, -0.2]), np.array([0.0, -1.0, 1.9])])
+    rng = np.random.default_rng(3)
+    pinned = nm.Network([rng.normal(size=(8, 4)), rng.normal(size=(6, 8)), rng.normal(size=(3, 6))],
+                        [np.r_[-60.0, rng.normal(size=7)], rng.normal(size=6), rng.normal(size=3)])
+    cases = [(dead, nm.domains.box([0.17, 0.65, 0.89], [0.64, 0.95, 1.34])),
+             (pinned, nm.domains.box([-2.0, -1.0, -2.0, -1.0], [-2.0, -1.0, -2.0, 0.0]))]
+    for net, dom in cases:
+        x0 = dom.lo.copy()
+        r = Q.max_output_change(net, dom, x0, form="softmax", engine="bab", bounds_method="crown", time_limit=20)
+        assert r.status in ("optimal", "feasible") and r.time < 20
+        S = dom.sample(20_000, 0)
+        assert r.dual_bound >= softmax_l1(net, S, x0).max() - 1e-9
+        assert r.objective == pytest.approx(softmax_l1(net, r.x[None], x0)[0], abs=1e-9)
+
+
+def test_pv_decide_on_tied_logits_settles_without_either_flag():
+    """Two logits equal on the whole domain: no input changes the class by ``margin``, and the
+    maximum margin is 0, so robustness (a dual bound < 0) cannot be proven — "decided" with
+    both flags False, as the docstring says."""
+    rng = np.random.default_rng(0)
+    W1, b1 = rng.normal(size=(6, 2)), rng.normal(size=6)
+    row = rng.normal(size=6)
+    W2 = np.vstack([row, row, row - 3.0])
+    net = nm.Network([W1, W2], [b1, np.array([0.0, 0.0, -1.0])])
+    x0 = np.array([0.5, 0.5])
+    assert int(np.argmax(net.forward(x0))) == 0
+    r = Q.max_output_change(net, UNIT, x0, engine="bab", decide=True, bounds_method="crown", time_limit=20)
+    assert r.status == "decided"
+    assert not r.extra["class_changed"] and not r.extra["robust_proven"]
+    assert 0.0 <= r.dual_bound < 1e-6

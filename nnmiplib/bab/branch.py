@@ -127,6 +127,9 @@ def choose(layers, nodes, ub, obj, k_candidates, pseudo: Pseudocosts | None = No
     sizes = layers.sizes
     offsets = np.cumsum([0, *sizes])
     has = torch.isfinite(flat).any(1)
+    if flat.shape[1] == 0:  # no hidden neuron left in the reduced layers: every node is a leaf
+        none = torch.zeros(nodes.n, dtype=torch.int64)
+        return none, none.clone(), has, torch.zeros(nodes.n, dtype=torch.float64)
     k = max(1, min(k_candidates, flat.shape[1]))
     top = flat.topk(k, dim=1)
     best_layer = torch.zeros(nodes.n, dtype=torch.int64)

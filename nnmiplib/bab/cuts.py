@@ -88,7 +88,7 @@ def hull_cuts(W, b, plo, phi, p, h, tol: float = 1e-6):
     b = np.asarray(b, dtype=np.float64)
     plo, phi, p = (np.asarray(v, dtype=np.float64) for v in (plo, phi, p))
     m, n = W.shape
-    if m == 0:
+    if m == 0 or n == 0:  # no neuron, or neurons without inputs (constant on the box: none unstable)
         return np.zeros(0, dtype=np.int64), np.zeros((0, n)), np.zeros(0)
     pos = W >= 0
     Lb = np.where(pos, plo, phi)  # L̆: where w·p is smallest

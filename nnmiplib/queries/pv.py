@@ -67,8 +67,11 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     witness has value ≥ ``margin``.
     ``decide=True`` (margin form) answers the yes/no question instead of the optimum: the
     search stops as soon as an incumbent reaches ``margin`` (the class changes; the
-    attack's point counts) or the dual bound falls to ``−margin`` (robust, proven), so
-    ``objective`` is then a witness, not the maximum.
+    attack's point counts) or the dual bound falls to ``margin`` (no input reaches it;
+    ``extra["robust_proven"]`` when the dual bound is below 0), so ``objective`` is then a
+    witness, not the maximum. A dual bound in ``[0, margin)`` — e.g. two logits tied on the
+    whole domain — gives status ``"decided"`` with both flags False: no input changes the
+    class by ``margin``, and robustness (a dual bound < 0) is not proven.
 
     ``engine``: ``"bab"`` (and ``"auto"``, the default) — branch and bound over ReLU phases
     (:mod:`nnmiplib.bab`) with the given bounds as the intermediate bounds of every node's
@@ -221,8 +224,9 @@ def _softmax_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, tol, attack, rn
         res.solver_objective = float(r.value)
         res.verified = abs(res.objective - res.solver_objective) <= rel_tol(res.objective, res.tolerance)
         res.gap = relative_gap(res.objective, res.dual_bound)
-    res.status = ("optimal" if r.status == "optimal" else "time_limit_feasible") if res.x is not None \
-        else "time_limit_infeasible"
+    # "gap_left": every node closed before the limit, the leaves' relaxation leaving a gap above tol
+    res.status = ({"optimal": "optimal", "gap_left": "feasible"}.get(r.status, "time_limit_feasible")
+                  if res.x is not None else "time_limit_infeasible")
     res.message = f"branch and bound: {r.status}"
     res.fill_outputs([net])
     # class c wins on the whole domain when the root bounds every y_k − y_c (k ≠ c) below 0
