@@ -100,3 +100,19 @@ def test_malformed_queries_raise_clear_errors(text, match):
 def test_missing_file():
     with pytest.raises(FileNotFoundError):
         read_query("/nonexistent/q.vnnlib")
+
+
+def test_v2_numbers_in_exponent_notation_read_as_the_same_decimals():
+    """The 2.0 grammar has no exponents, but Python's str() writes small floats so: they are
+    rewritten exactly, and names or shapes that look like numbers are left alone."""
+    text = V2.replace("(<= X[0,1] 0.5)", "(<= X[0,1] 5e-1)").replace("(>= X[0,0] -1.0)", "(>= X[0,0] -1E+0)")
+    text = text.replace("(<= (* 2.0 Y[0,1]) 3.0)", "(<= (* 2.0 Y[0,1]) 3e-07)")
+    q, ref = parse_query(text), parse_query(V2)
+    assert [len(d) for d in q.disjuncts] == [len(d) for d in ref.disjuncts]
+    for dq, dr in zip(q.disjuncts, ref.disjuncts):
+        for a, b in zip(dq, dr):
+            assert a.op == b.op and np.array_equal(a.cols, b.cols) and np.array_equal(a.coef, b.coef)
+            assert a.rhs == (3e-07 if b.rhs == 3.0 else b.rhs)
+    from nnmiplib.vnnlib.query import plain_decimals
+    assert plain_decimals("(<= X1e5 1e5) (declare-input E1 real [1,2]) (>= x -2.5e-3)") == \
+        "(<= X1e5 100000.0) (declare-input E1 real [1,2]) (>= x -0.0025)"

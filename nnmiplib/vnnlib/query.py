@@ -3,7 +3,9 @@
 VNN-LIB 1.0 files (``declare-const X_0 Real`` … ``Y_9``, plain or ``.gz``) are translated
 faithfully to 2.0 first: one network ``N`` with input ``X real [n]`` and output
 ``Y real [m]``, ``X_i`` → ``X[i]``, numbers rewritten as plain decimals (exactly, via
-:class:`decimal.Decimal`). Everything is then parsed by ``vnnlib.parse_query_string``.
+:class:`decimal.Decimal`). In 2.0 text, numbers in exponent notation (``1e-07``, what
+Python's ``str`` writes for small floats), which the 2.0 grammar does not have, are
+rewritten the same way. Everything is then parsed by ``vnnlib.parse_query_string``.
 
 The result is a :class:`Query`: declared variables in order, each element given a
 global column, and the conjunction of all assertions in disjunctive normal form, each
@@ -164,6 +166,15 @@ def _v1_number(tok: str) -> str | None:
     return s if "." in s else s + ".0"
 
 
+#: a number in exponent notation standing alone (not part of a name or of another number)
+_EXPONENT_NUMBER = re.compile(r"(?<![\w.\[,])([+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+)(?![\w.])")
+
+
+def plain_decimals(text: str) -> str:
+    """``text`` with every number in exponent notation written as the same decimal (exactly)."""
+    return _EXPONENT_NUMBER.sub(lambda m: _v1_number(m.group(1)) or m.group(1), text)
+
+
 def translate_v1(text: str) -> str:
     """Translate a VNN-LIB 1.0 query (``declare-const X_i Real``) into VNN-LIB 2.0 text.
 
@@ -241,6 +252,8 @@ def parse_query(text: str, source: str = "<string>") -> Query:
     if _is_v1(text):
         version = "1.0"
         text = translate_v1(text)
+    else:
+        text = plain_decimals(text)
     try:
         q = vnnlib.parse_query_string(text)
     except vnnlib.VNNLibException as exc:
