@@ -460,8 +460,8 @@ def test_selection_rows_pick_the_largest_expression(seed):
 
 
 def softmax_l1(net, X, x0):
-    y0 = nm.network.softmax(net.forward(x0))
-    return np.abs(nm.network.softmax(net.forward(X)) - y0).sum(-1)
+    y0 = nm.softmax(net.forward(x0))
+    return np.abs(nm.softmax(net.forward(X)) - y0).sum(-1)
 
 
 def test_pv_softmax_branch_and_bound_on_dead_and_pinned_neurons():

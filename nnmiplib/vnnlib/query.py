@@ -155,7 +155,8 @@ _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 _V1_VAR = re.compile(r"^([XY])_(\d+)$")
 
 
-def _v1_number(tok: str) -> str | None:
+def _plain_number(tok: str) -> str | None:
+    """A finite number token as an exact plain decimal (``-1e-1`` → ``-0.1``), None if not one."""
     try:
         d = Decimal(tok)
     except InvalidOperation:
@@ -172,7 +173,7 @@ _EXPONENT_NUMBER = re.compile(r"(?<![\w.\[,])([+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\
 
 def plain_decimals(text: str) -> str:
     """``text`` with every number in exponent notation written as the same decimal (exactly)."""
-    return _EXPONENT_NUMBER.sub(lambda m: _v1_number(m.group(1)) or m.group(1), text)
+    return _EXPONENT_NUMBER.sub(lambda m: _plain_number(m.group(1)) or m.group(1), text)
 
 
 def translate_v1(text: str) -> str:
@@ -211,7 +212,7 @@ def translate_v1(text: str) -> str:
         m = _V1_VAR.match(t)
         if m:
             out.append(f"{m.group(1)}[{m.group(2)}]")
-        elif t not in ("(", ")") and (num := _v1_number(t)) is not None:
+        elif t not in ("(", ")") and (num := _plain_number(t)) is not None:
             out.append(num)
         else:
             out.append(t)
