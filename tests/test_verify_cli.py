@@ -445,6 +445,40 @@ def test_the_tightening_stops_once_its_bounds_refute_every_open_disjunct(tmp_pat
     assert res.time < engine.TIGHTEN_SHARE * 30
 
 
+def test_the_log_counts_unstable_neurons_under_the_bounds_the_search_uses(tmp_path):
+    """Each disjunct's log line gives its unstable hidden neurons under the cheap bounds and,
+    for the branch and bound, under the bounds its search runs on: the box's α-CROWN bounds,
+    then — once the box is tightened — the tightened ones (never more), counted from those
+    very bounds."""
+    from nnmiplib.bounds import cheap_bounds
+    from nnmiplib.domains import Box
+    from nnmiplib.vnnlib import engine
+    from nnmiplib.vnnlib.problem import build_problem
+
+    net = _net(4, hidden=(24, 24, 24))
+    prob = build_problem(parse_query(_v2_single(0.5)), {"f": load_onnx(net.to_onnx(tmp_path / "f.onnx"))})
+    dj = prob.disjuncts[0]
+    dj._bounds = cheap_bounds(prob.net, Box(dj.lo, dj.hi))  # what verify's first stage sets
+    dj._margin = np.zeros(len(dj.ops))
+
+    def count(lower, upper):
+        return sum(int(((lo < 0) & (up > 0)).sum()) for lo, up in zip(lower[:-1], upper[:-1]))
+
+    cheap = sum(int(dj._bounds.unstable(m).sum()) for m in range(prob.net.depth))
+    cache: dict = {}
+    assert engine._unstable_line(prob, dj, cache, by_bab=False) == (
+        f"disjunct 0: {cheap} unstable neurons under the cheap bounds")
+    b = engine._box_bounds(prob, dj, cache)[4]
+    n_alpha = count(b.lower, b.upper)
+    assert 0 < n_alpha <= cheap
+    assert engine._unstable_line(prob, dj, cache, by_bab=True).endswith(f", {n_alpha} under the α-CROWN bounds")
+    engine._tighten_box(prob, dj, cache, 2.0, seed=0)
+    lower, upper, _ = cache[engine._tight_key(dj)]
+    n_tight = count(lower, upper)
+    assert n_tight <= n_alpha
+    assert engine._unstable_line(prob, dj, cache, by_bab=True).endswith(f", {n_tight} under the tightened bounds")
+
+
 def test_exact_stage_takes_the_disjunct_with_the_most_room_last(tmp_path, monkeypatch):
     """The branch and bound searches the open disjuncts in increasing order of the slack the
     cheap bounds leave them, so the hardest gets the time the others leave in one search."""

@@ -464,6 +464,25 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
     return ("timeout" if r.status in ("time_limit", "node_limit") else "open"), r.x, how
 
 
+def _unstable_line(prob: Problem, dj: Disjunct, cache: dict, by_bab: bool) -> str:
+    """The log's count of a disjunct's unstable hidden neurons: under the cheap bounds, and for
+    the branch and bound also under the bounds its search runs on (the box's α-CROWN bounds,
+    or those bounds tightened; computing the α bounds here caches them for the search)."""
+    net = prob.net
+    line = (f"disjunct {dj.index}: {sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))} "
+            "unstable neurons under the cheap bounds")
+    if not by_bab:
+        return line
+    tight = cache.get(_tight_key(dj))
+    if tight is not None:
+        lower, upper = tight[:2]
+    else:
+        b = _box_bounds(prob, dj, cache)[4]
+        lower, upper = b.lower, b.upper
+    n = sum(int(((lo < 0) & (up > 0)).sum()) for lo, up in zip(lower[:-1], upper[:-1]))
+    return f"{line}, {n} under the {'tightened' if tight is not None else 'α-CROWN'} bounds"
+
+
 def _refuted_early(cache: dict, dj: Disjunct) -> str | None:
     """For the log: how the tightening of ``dj``'s box refuted it on the way
     (:func:`_bab_disjunct`), or None."""
@@ -608,11 +627,10 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
             for dj in open_:
                 if dl.over():
                     return _finish(res, "timed-out", t0)
-                n_unstable = sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))
-                log.append(f"disjunct {dj.index}: {n_unstable} unstable neurons under the cheap bounds")
                 if _refuted_early(cache, dj) is not None:
                     settle(dj, "refuted", None, _refuted_early(cache, dj))
                 else:
+                    log.append(_unstable_line(prob, dj, cache, by_bab=True))
                     todo.append(dj)
             runs = _side_by_side(prob, todo, dl, cache, seed=seed, workers=side,
                                  share=QUICK_SHARE if stage == "quick" else 1.0)
@@ -629,7 +647,8 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
             if stage == "quick":
                 budget *= QUICK_SHARE
             n_unstable = sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))
-            log.append(f"disjunct {dj.index}: {n_unstable} unstable neurons under the cheap bounds")
+            if not (by_bab and tighten):  # with a tightening to come, the line follows it
+                log.append(_unstable_line(prob, dj, cache, by_bab))
             if by_bab and _refuted_early(cache, dj) is not None:
                 verdict, x, why = "refuted", None, _refuted_early(cache, dj)
             elif by_bab:
@@ -637,6 +656,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
                                                 peers=open_[i + 1:])
                 if tighten:
                     _log_tightening(log, cache, dj, tighten)
+                    log.append(_unstable_line(prob, dj, cache, by_bab))
                 tighten = 0.0  # once: the other disjuncts of the box find the tightened bounds in the cache
             else:
                 if stage == "milp" and tighten_lp and n_unstable > TIGHTEN_ABOVE:
