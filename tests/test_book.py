@@ -32,6 +32,17 @@ def test_every_chapter_executes_and_hides_its_parameters(smoke_book):
         assert not errors, f"{stem}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
 
 
+def test_the_book_group_runs_on_one_worker(request):
+    """``make test`` runs two workers with ``--dist loadgroup``: the tests of the "book" group
+    must all go to one worker, or each worker executes the whole smoke book (3.5 min on
+    each). pytest-xdist sends a test there by suffixing its node id with the group; under
+    pytest 9.2 (xdist 3.8) the suffix is silently lost and both workers ran the book, which is
+    why requirements.txt pins pytest 8.4."""
+    assert [m.args[0] for m in request.node.iter_markers("xdist_group")] == ["book"]
+    if getattr(request.config.option, "loadgroup", False):  # a worker of --dist loadgroup
+        assert request.node.nodeid.endswith("@book"), request.node.nodeid
+
+
 def test_toc_lists_every_chapter():
     import yaml
 
