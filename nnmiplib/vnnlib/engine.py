@@ -450,8 +450,7 @@ def _bab_disjunct(prob: Problem, dj: Disjunct, *, time_limit: float, seed: int, 
         _tighten_box(prob, dj, cache, tighten, seed=seed, peers=peers)
         if _refuted_early(cache, dj) is not None:
             return "refuted", None, _refuted_early(cache, dj)
-    tight = _tight_key(dj)
-    lower, upper = bounds if bounds is not None else (cache[tight][:2] if tight in cache else (b.lower, b.upper))
+    lower, upper = bounds if bounds is not None else _search_bounds(prob, dj, cache)[:2]
     tau = _tolerance(dj, b if spec is prob.net else dj._bounds, scale)
     strict = any(o == "<" for o in dj.ops)
     r = solve(spec, dj.lo, dj.hi, C, d, lower=lower[:-1], upper=upper[:-1], groups=np.zeros(len(C), dtype=int),
@@ -468,19 +467,28 @@ def _unstable_line(prob: Problem, dj: Disjunct, cache: dict, by_bab: bool) -> st
     """The log's count of a disjunct's unstable hidden neurons: under the cheap bounds, and for
     the branch and bound also under the bounds its search runs on (the box's α-CROWN bounds,
     or those bounds tightened; computing the α bounds here caches them for the search)."""
-    net = prob.net
-    line = (f"disjunct {dj.index}: {sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))} "
-            "unstable neurons under the cheap bounds")
+    line = f"disjunct {dj.index}: {_cheap_unstable(prob.net, dj)} unstable neurons under the cheap bounds"
     if not by_bab:
         return line
+    lower, upper, tightened = _search_bounds(prob, dj, cache)
+    n = sum(int(((lo < 0) & (up > 0)).sum()) for lo, up in zip(lower[:-1], upper[:-1]))
+    return f"{line}, {n} under the {'tightened' if tightened else 'α-CROWN'} bounds"
+
+
+def _cheap_unstable(net: Network, dj: Disjunct) -> int:
+    """The disjunct's unstable hidden neurons under its cheap bounds (set by :func:`verify`'s first stage)."""
+    return sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))
+
+
+def _search_bounds(prob: Problem, dj: Disjunct, cache: dict):
+    """``(lower, upper, tightened)``: the intermediate bounds the disjunct's branch and bound runs
+    on — its box's tightened bounds once :func:`_tighten_box` has cached them, else the box's
+    α-CROWN bounds (:func:`_box_bounds`)."""
     tight = cache.get(_tight_key(dj))
     if tight is not None:
-        lower, upper = tight[:2]
-    else:
-        b = _box_bounds(prob, dj, cache)[4]
-        lower, upper = b.lower, b.upper
-    n = sum(int(((lo < 0) & (up > 0)).sum()) for lo, up in zip(lower[:-1], upper[:-1]))
-    return f"{line}, {n} under the {'tightened' if tight is not None else 'α-CROWN'} bounds"
+        return tight[0], tight[1], True
+    b = _box_bounds(prob, dj, cache)[4]
+    return b.lower, b.upper, False
 
 
 def _refuted_early(cache: dict, dj: Disjunct) -> str | None:
@@ -646,7 +654,6 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
             budget = (dl.left() - tighten) / max(1, len(open_) - i) if stage != "lp" else dl.left()
             if stage == "quick":
                 budget *= QUICK_SHARE
-            n_unstable = sum(int(dj._bounds.unstable(l).sum()) for l in range(net.depth))
             if not (by_bab and tighten):  # with a tightening to come, the line follows it
                 log.append(_unstable_line(prob, dj, cache, by_bab))
             if by_bab and _refuted_early(cache, dj) is not None:
@@ -659,7 +666,7 @@ def verify(query: Query, loaded: dict[str, tuple[Network, OnnxInfo]], *, timeout
                     log.append(_unstable_line(prob, dj, cache, by_bab))
                 tighten = 0.0  # once: the other disjuncts of the box find the tightened bounds in the cache
             else:
-                if stage == "milp" and tighten_lp and n_unstable > TIGHTEN_ABOVE:
+                if stage == "milp" and tighten_lp and _cheap_unstable(net, dj) > TIGHTEN_ABOVE:
                     dj._bounds = _tightened(net, dj, cache, 0.3 * budget)
                     budget = dl.left() / max(1, len(open_) - i)
                 verdict, x, why = _solve_disjunct(prob, dj, dj._bounds, dj._margin, relax=(stage == "lp"),
