@@ -198,6 +198,76 @@ def test_cancel_stops_the_search_with_a_valid_bound(split_rows):
     assert time.perf_counter() - t < 10
 
 
+def test_a_slow_batch_is_cut_to_the_time_left(monkeypatch):
+    """Bounding children costs 20 ms each here (the relaxation slowed down on purpose), so the
+    batches the growing tree asks for soon take seconds: near the deadline the search takes only
+    the nodes whose children the time left can bound at the pace measured (a chunk of the queue cut
+    in two, its rest put back), and ends within a fraction of a second of its limit. Before, a batch
+    that started before the deadline ran to its end (here 6.6 s for a 3 s limit; PV softmax on
+    3000x1: a 30 s search ended at 34 s). The nodes put back stay open: the dual bound is above the
+    grid's maximum."""
+    import time
+
+    from nnmiplib.bab import search
+
+    real = search.R.optimise
+    sizes = []
+
+    def slow(layers, nodes, **kw):
+        sizes.append(nodes.n)
+        time.sleep(0.02 * nodes.n)
+        return real(layers, nodes, **kw)
+
+    net = rnet([2, 40, 40, 40, 4], 1, scale=2.5)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    brute = float(group_value(net.forward(grid2(601)) @ C.T + d, np.arange(3), 3).max())
+    monkeypatch.setattr(search.R, "optimise", slow)
+    t = time.perf_counter()
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], rel_gap=0.0, abs_gap=0.0,
+              iterations=1, batch=512, split_rows=False, time_limit=3.0, workers=1)
+    elapsed = time.perf_counter() - t
+    assert r.status == "time_limit", r.status
+    assert elapsed < 3.5, (elapsed, sizes)
+    assert r.dual_bound >= brute - 1e-9
+
+
+def test_leaves_left_at_the_deadline_stay_open(monkeypatch):
+    """A leaf's exact LP is given the time left (at least 0.1 s): when the deadline passes while
+    a batch's leaves are solved, the rest of them and the batch's other nodes go back to the queue
+    and the search stops, instead of solving every leaf of the batch. The dual bound stays above
+    the grid's maximum."""
+    import time
+
+    from nnmiplib.bab import search
+
+    real = search._leaf_lp
+    calls = []
+
+    def slow(*a, **kw):
+        calls.append(1)
+        time.sleep(0.2)
+        return real(*a, **kw)
+
+    net = rnet([2, 6, 6, 4], 1)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    brute = float(group_value(net.forward(grid2(601)) @ C.T + d, np.arange(3), 3).max())
+    free = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], rel_gap=0.0, abs_gap=0.0,
+                 split_rows=False, time_limit=None, attack_starts=0)
+    assert free.stats["leaves"] >= 8, free.stats  # the tree needs many leaves when it has time
+    monkeypatch.setattr(search, "_leaf_lp", slow)
+    t = time.perf_counter()
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], rel_gap=0.0, abs_gap=0.0,
+              split_rows=False, time_limit=0.5, attack_starts=0)
+    elapsed = time.perf_counter() - t
+    assert r.status == "time_limit" and 1 <= len(calls) <= 4, (r.status, len(calls))
+    assert elapsed < 1.0, elapsed
+    assert r.dual_bound >= brute - 1e-9
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_optimising_row_by_row_to_a_fine_gap_searches_every_open_row(seed):
     """Row by row, optimising to a gap finer than COARSE_GAP within a time limit too short for
