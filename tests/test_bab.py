@@ -233,6 +233,39 @@ def test_a_slow_batch_is_cut_to_the_time_left(monkeypatch):
     assert r.dual_bound >= brute - 1e-9
 
 
+def test_the_row_attacks_take_a_share_of_the_time(monkeypatch):
+    """Row by row, each open row first gets its own gradient ascent. Here each ascent takes 0.4 s
+    (slowed down on purpose; one takes 1.1 s on PV's 3000x1, where a 10 s margin query spent its
+    whole limit on the nine rows' ascents and searched nothing): together they stop at
+    ROW_ATTACKS of the time, the rows' trees get the rest, and the search ends on time."""
+    import time
+
+    from nnmiplib.bab import search
+
+    real = search._Primal.ascend
+    row_attacks = []
+
+    def slow(self, X, steps=20, **kw):
+        if steps == 60:  # a row's own ascent
+            row_attacks.append(time.perf_counter())
+            time.sleep(0.4)
+        return real(self, X, steps=steps, **kw)
+
+    net = rnet([12, 48, 48, 48, 6], 0)
+    dom = nm.domains.Box(np.zeros(12), np.ones(12))
+    b = crown_bounds(net, dom)
+    C = np.array([np.eye(6)[k] - np.eye(6)[0] for k in range(1, 6)])
+    monkeypatch.setattr(search._Primal, "ascend", slow)
+    t = time.perf_counter()
+    r = solve(net, dom.lo, dom.hi, C, np.zeros(5), lower=b.lower[:-1], upper=b.upper[:-1], time_limit=4.0,
+              rel_gap=1e-9, abs_gap=0.0, attack_starts=8, workers=1)
+    elapsed = time.perf_counter() - t
+    assert search.ROW_ATTACKS <= 0.25
+    assert 1 <= len(row_attacks) <= 3, len(row_attacks)  # 5 open rows; 4 s · 0.25 fits 2–3 of them
+    assert r.nodes > 5 * len(r.stats["rows"]), r.stats["rows"]  # the trees ran
+    assert elapsed < 4.6, elapsed
+
+
 def test_leaves_left_at_the_deadline_stay_open(monkeypatch):
     """A leaf's exact LP is given the time left (at least 0.1 s): when the deadline passes while
     a batch's leaves are solved, the rest of them and the batch's other nodes go back to the queue

@@ -109,6 +109,11 @@ COARSE_GAP = 1e-2
 #: intermediate bounds, whether the bounds proven so far already decide the query
 PROBE = 1.0
 
+#: share of the time left that :func:`solve`'s targeted ascents, one per open row (row by row, at
+#: the start), may take together: on 3000x1 each takes 1.1 s, so a 10 s PV margin query spent its
+#: whole limit on them and searched nothing (and ended at 10.7 s)
+ROW_ATTACKS = 0.25
+
 #: near the deadline a batch is cut to the nodes whose children the time left can bound at the last
 #: batches' pace (seconds per child), times this margin: one batch of 400 nodes of PV's softmax form
 #: on 3000x1 (18 rows) takes 13 s, and the check between batches let a 30 s search end at 34 s
@@ -262,8 +267,9 @@ class _Primal:
             if v > self.value:
                 self.value, self.x, self.source = v, x, source
 
-    def ascend(self, X0: np.ndarray, steps: int = 20, lr: float | None = None) -> np.ndarray:
-        """Projected gradient ascent on F (signed steps, shrinking) from the rows of ``X0``."""
+    def ascend(self, X0: np.ndarray, steps: int = 20, lr: float | None = None, until: float | None = None) -> np.ndarray:
+        """Projected gradient ascent on F (signed steps, shrinking) from the rows of ``X0``; no
+        step starts after ``until`` (a ``time.perf_counter()`` value) but the first."""
         import torch
 
         lo, hi = torch.tensor(self.lo), torch.tensor(self.hi)  # copies: the box's arrays are read-only
@@ -274,6 +280,8 @@ class _Primal:
         bs = [torch.tensor(np.asarray(b)) for b in self.net.biases]
         step = 0.25 if lr is None else lr
         for s in range(steps):
+            if until is not None and s and time.perf_counter() >= until:
+                break
             h = X
             for k, (w, b) in enumerate(zip(Ws, bs)):
                 h = h @ w.T + b
@@ -529,19 +537,20 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     if attack_starts:
         starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
         starts[0] = (lo + hi) / 2
-        primal.offer(primal.ascend(starts, steps=30), "attack")
+        primal.offer(primal.ascend(starts, steps=30, until=deadline), "attack")
     root_ub = _root_bound(net, lo, hi, C, d, lower, upper, root_iterations, None)
     if attack_starts:  # a targeted ascent per open row: the joint one follows only the largest row
+        until = None if deadline is None else time.perf_counter() + ROW_ATTACKS * (deadline - time.perf_counter())
         for r in np.argsort(-root_ub):
             floor = threshold if threshold is not None else primal.value
             if (threshold is not None and primal.value > threshold) or root_ub[r] <= floor:
                 continue
-            if deadline is not None and time.perf_counter() >= deadline:
+            if until is not None and time.perf_counter() >= until:
                 break
             one = _Primal(net, C[r:r + 1], d[r:r + 1], GroupObjective(np.zeros(1)), lo, hi)
             starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
             starts[0] = primal.x if primal.x is not None else (lo + hi) / 2
-            primal.offer(one.ascend(starts, steps=60), f"attack on row {int(r)}")
+            primal.offer(one.ascend(starts, steps=60, until=until), f"attack on row {int(r)}")
     gap = lambda v, rel=rel_gap: max(abs_gap, rel * abs(v))
 
     def level(rel=rel_gap):  # a row bounded by this is settled: the threshold, or the incumbent plus the gap
@@ -847,7 +856,7 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
     if attack_starts:
         starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
         starts[0], starts[1 % attack_starts] = (lo + hi) / 2, primal.x if primal.x is not None else (lo + hi) / 2
-        primal.offer(primal.ascend(starts, steps=30), "attack")
+        primal.offer(primal.ascend(starts, steps=30, until=deadline), "attack")
     root = R.NodeBatch.root(layers) if start is None else start  # start: the root's multipliers, found earlier
     if refine or links is not None:
         root = root.with_bounds(layers)
