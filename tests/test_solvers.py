@@ -240,3 +240,28 @@ def test_highs_infeasible_is_confirmed_without_presolve():
             assert s.ok, s.message
             y = net.forward(X)[:, j]
             assert (s.objective >= y.max() - 1e-6) if sense == "max" else (s.objective <= y.min() + 1e-6)
+
+
+def test_a_query_solve_counts_passing_the_model_in_its_limit(monkeypatch):
+    """``run_model`` (every linear query's solve) gives the solver its limit less the time spent
+    checking the MIP start and passing the model (about 1 s for the 3000x1 pair's joint model),
+    not the whole limit again."""
+    from nnmiplib.mip import solvers
+    from nnmiplib.queries import core
+
+    seen = {}
+    real = solvers.get_backend("highs")
+
+    class SlowToBuild(real):
+        def __init__(self, *a, **kw):
+            time.sleep(0.3)
+            super().__init__(*a, **kw)
+
+        def solve(self, time_limit=None, **kw):
+            seen["limit"] = time_limit
+            return super().solve(time_limit, **kw)
+
+    monkeypatch.setattr(solvers, "get_backend", lambda name: SlowToBuild)
+    sol = core.run_model(lp_model(), "highs", 2.0, None)
+    assert sol.status is Status.OPTIMAL and sol.objective == pytest.approx(13.0)
+    assert seen["limit"] <= 1.7 + 1e-9, seen
