@@ -32,8 +32,9 @@ with the intermediate bounds it was given, never re-tightened), and
 * **anytime**: the global dual bound is the largest bound of an open node (or the
   incumbent once the tree is closed) and is recorded with the incumbent over time; the
   search stops at a decision (``threshold``: a point with ``F > threshold``, or every node
-  bounded by it), at the gap ``rel_gap``/``abs_gap``, at the deadline, or when the queue
-  holds ``max_nodes`` nodes (then the open nodes' bound is still reported).
+  bounded by it), at the gap ``rel_gap``/``abs_gap``, at the deadline (near it a batch takes
+  only the nodes the time left can bound at the last batch's pace: :data:`DEADLINE_FIT`), or
+  when the queue holds ``max_nodes`` nodes (then the open nodes' bound is still reported).
 
 Open nodes are kept in chunks (the children of one batch, halved by bound) in a heap keyed
 by each chunk's largest bound, so selection is close to best-first without sorting every
