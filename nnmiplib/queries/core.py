@@ -263,17 +263,16 @@ def run_model(model, solver: str, time_limit: float | None, start: np.ndarray | 
 
     ``stops``: ``objective_target`` / ``dual_stop`` for :meth:`Backend.solve`.
     """
-    from ..mip.solvers import get_backend
+    from ..mip.solvers import MIN_LIMIT, solve
 
-    t0 = time.perf_counter()  # checking the start and passing the model count in the limit (3000x1 pair: 0.3 s)
+    t0 = time.perf_counter()  # checking the start counts in the limit (and passing the model: solve)
     if start is not None:
         viol = start_violation(model, start)
         if viol > START_TOL:
             log.warning("MIP start rejected: the model does not reproduce it (violation %.3g)", viol)
             start = None
-    be = get_backend(solver)(model, threads=1, mip_gap=mip_gap)
-    tl = None if time_limit is None else max(float(time_limit) - (time.perf_counter() - t0), 0.05)
-    return be.solve(tl, start=start, **stops)
+    tl = None if time_limit is None else max(float(time_limit) - (time.perf_counter() - t0), MIN_LIMIT)
+    return solve(model, solver, tl, threads=1, mip_gap=mip_gap, start=start, **stops)
 
 
 def solver_input(model, v: np.ndarray, domain: Box, tol: float = 1e-6) -> np.ndarray | None:
@@ -310,13 +309,13 @@ def interval_objective_bound(model) -> float:
 def lp_objective_bound(model, solver: str = "highs", time_limit: float | None = None) -> float | None:
     """The LP relaxation's rigorous bound on the objective (Neumaier–Shcherbina from the row
     duals, :func:`nnmiplib.mip.solvers.base.safe_lp_bound`), or None if the LP gave no duals."""
-    from ..mip.solvers import get_backend
+    from ..mip.solvers import MIN_LIMIT, solve
     from ..mip.solvers.base import safe_lp_bound
 
     m = model.copy()
     m.integrality = np.zeros(m.n_vars, dtype=bool)
     try:
-        sol = get_backend(solver)(m, threads=1).solve(None if time_limit is None else max(time_limit, 0.05))
+        sol = solve(m, solver, None if time_limit is None else max(time_limit, MIN_LIMIT), threads=1)
     except Exception as e:  # noqa: BLE001 -- no LP bound then
         log.debug("LP relaxation for a fallback bound failed: %s", e)
         return None

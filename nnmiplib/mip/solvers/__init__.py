@@ -9,6 +9,7 @@ Preference order (cvxpy style): ``highs`` (default, always installed), ``gurobi`
 from __future__ import annotations
 
 import importlib
+import time
 
 from .base import Backend, ModelTooLargeError, Solution, SolverError, Status, safe_lp_bound
 
@@ -53,11 +54,22 @@ def available() -> list[str]:
     return out
 
 
+#: the least time limit :func:`solve` gives the solver once building the backend is counted
+MIN_LIMIT = 0.05
+
+
 def solve(model, solver: str = "highs", time_limit: float | None = None, **kw) -> Solution:
     """Build ``solver``'s backend for ``model`` and solve once.
 
-    Keyword arguments go to the backend (``threads``, ``mip_gap``, ``verbose``) or to
-    :meth:`Backend.solve` (``start``, ``objective_target``).
+    A positive ``time_limit`` counts the build (passing the model: 0.3 s for a 3000x1 pair's
+    joint model); the solver gets at least :data:`MIN_LIMIT` of it (or the whole of a smaller
+    one); any other value goes to the backend as it is, which refuses it. Keyword arguments go
+    to the backend (``threads``, ``mip_gap``, ``verbose``) or to :meth:`Backend.solve`
+    (``start``, ``objective_target``).
     """
+    t0 = time.perf_counter()
     init = {k: kw.pop(k) for k in ("threads", "mip_gap", "verbose") if k in kw}
-    return get_backend(solver)(model, **init).solve(time_limit, **kw)
+    be = get_backend(solver)(model, **init)
+    if time_limit is not None and time_limit > 0:
+        time_limit = max(float(time_limit) - (time.perf_counter() - t0), min(float(time_limit), MIN_LIMIT))
+    return be.solve(time_limit, **kw)
