@@ -301,6 +301,32 @@ def test_leaves_left_at_the_deadline_stay_open(monkeypatch):
     assert r.dual_bound >= brute - 1e-9
 
 
+def test_a_leaf_lp_stopped_early_does_not_loosen_the_dual_bound(monkeypatch):
+    """A leaf's LP stopped by its time limit has only a loose safe bound (from the duals it
+    reached); the leaf's own relaxation bound holds as well, and the leaf is closed with the
+    smaller of the two: the search's dual bound stays at most the root's, and above the grid's
+    maximum. (On PV's 3000x1 net, a leaf LP cut at the deadline reported 9.23 against a tree at
+    −0.18, and the query's dual bound fell back to the root's 1.22.)"""
+    from nnmiplib.bab import search
+
+    real = search._leaf_lp
+
+    def loose(*a, **kw):
+        val, x = real(*a, **kw)
+        return (val if val == -np.inf else val + 1e3), x
+
+    net = rnet([2, 6, 6, 4], 1)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    brute = float(group_value(net.forward(grid2(601)) @ C.T + d, np.arange(3), 3).max())
+    monkeypatch.setattr(search, "_leaf_lp", loose)
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], rel_gap=0.0, abs_gap=0.0,
+              split_rows=False, time_limit=None, attack_starts=0)
+    assert r.stats["leaves"] >= 1, r.stats
+    assert brute - 1e-9 <= r.dual_bound <= r.stats["root_bound"] + 1e-9, (r.dual_bound, r.stats["root_bound"])
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_optimising_row_by_row_to_a_fine_gap_searches_every_open_row(seed):
     """Row by row, optimising to a gap finer than COARSE_GAP within a time limit too short for

@@ -992,7 +992,10 @@ def _solve(net, lo, hi, C, d, lower, upper, obj, threshold, rel_gap, abs_gap, de
                 left = None if deadline is None else max(deadline - time.perf_counter(), 0.1)
                 val, x = _leaf_lp(net, layers, nodes.take([n]), lo, hi, C, d, obj, left, leaf)
                 stats["leaves"] += 1
-                pruned = max(pruned, val)  # the leaf is closed with its exact (safe) maximum
+                # the leaf is closed with its exact (safe) maximum; an LP stopped by the time limit
+                # gives a looser safe bound than the node's own, which holds as well
+                val = min(val, float(obj.value(rows_ub[n:n + 1])[0]))
+                pruned = max(pruned, val)
                 if x is not None:
                     primal.offer(x, "leaf-lp")
                 if threshold is None and val > primal.value + abs_gap:
