@@ -327,6 +327,59 @@ def test_a_leaf_lp_stopped_early_does_not_loosen_the_dual_bound(monkeypatch):
     assert brute - 1e-9 <= r.dual_bound <= r.stats["root_bound"] + 1e-9, (r.dual_bound, r.stats["root_bound"])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_leaf_is_empty_only_when_no_input_takes_its_phases(seed):
+    """_leaf_is_empty (one LP over the inputs): never for the phases of an input of the box; for
+    random decisions on the unstable neurons, never where a sample of the box takes them, and
+    "empty" for some of the others (a contradiction the network's own LP would also find)."""
+    from nnmiplib.bab.search import _leaf_is_empty
+
+    net = rnet([3, 8, 8, 3], seed)
+    dom = nm.domains.unit_box(3)
+    b = interval_bounds(net, dom)
+    X = np.random.default_rng(seed).uniform(size=(100_000, 3))
+    h, pre = X, []  # every hidden layer's pre-activations at the samples
+    for w, bb in zip(net.weights[:-1], net.biases[:-1]):
+        pre.append(h @ np.asarray(w).T + bb)
+        h = np.maximum(pre[-1], 0)
+    unstable = [(lo < 0) & (hi > 0) for lo, hi in zip(b.lower[:-1], b.upper[:-1])]
+    patterns = np.hstack([np.where(a > 0, 1, -1) * u for a, u in zip(pre, unstable)])
+    seen = {p.tobytes() for p in patterns.astype(np.int8)}
+    sizes = [int(u.size) for u in unstable]
+
+    def leaf(sig):
+        decided = np.split(sig, np.cumsum(sizes)[:-1])
+        phases = [np.where(dd != 0, dd > 0, lo >= 0) for dd, lo in zip(decided, b.lower[:-1])]
+        return _leaf_is_empty(net, phases, decided, dom.lo, dom.hi, 10.0)
+
+    for p in patterns[:20]:
+        assert not leaf(p)
+    rng = np.random.default_rng(seed + 10)
+    u = np.concatenate(unstable)
+    empty = 0
+    for _ in range(30):
+        sig = (np.where(rng.random(u.size) < 0.5, 1, -1) * u).astype(np.int8)
+        if sig.tobytes() in seen:
+            assert not leaf(sig)
+        else:
+            empty += leaf(sig)
+    assert empty >= 1
+
+
+def test_optimising_row_by_row_keeps_a_non_increasing_dual_bound():
+    """Row by row with a coarse pass first, each row's tree starts again from its root in the
+    fine pass; the trajectory keeps what the coarse pass proved (it never goes back up)."""
+    net = rnet([12, 48, 48, 48, 6], 0)
+    dom = nm.domains.Box(np.zeros(12), np.ones(12))
+    b = crown_bounds(net, dom)
+    C = np.array([np.eye(6)[k] - np.eye(6)[0] for k in range(1, 6)])
+    r = solve(net, dom.lo, dom.hi, C, np.zeros(5), lower=b.lower[:-1], upper=b.upper[:-1], time_limit=3.0,
+              rel_gap=1e-9, abs_gap=0.0, attack_starts=16)
+    duals = np.array([t[1] for t in r.trajectory])
+    assert len(duals) > 10
+    assert (np.diff(duals) <= 1e-12).all(), duals[np.flatnonzero(np.diff(duals) > 1e-12)[:3]]
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_optimising_row_by_row_to_a_fine_gap_searches_every_open_row(seed):
     """Row by row, optimising to a gap finer than COARSE_GAP within a time limit too short for
