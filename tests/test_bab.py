@@ -329,10 +329,17 @@ def test_a_leaf_lp_stopped_early_does_not_loosen_the_dual_bound(monkeypatch):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_a_leaf_is_empty_only_when_no_input_takes_its_phases(seed):
-    """_leaf_is_empty (one LP over the inputs): never for the phases of an input of the box; for
-    random decisions on the unstable neurons, never where a sample of the box takes them, and
-    "empty" for some of the others (a contradiction the network's own LP would also find)."""
-    from nnmiplib.bab.search import _leaf_is_empty
+    """_leaf_region (one LP over the inputs): feasible for the phases of every input of the box;
+    for random decisions on the unstable neurons, feasible wherever a sample of the box takes
+    them, and infeasible for some of the others."""
+    from nnmiplib.bab.search import _leaf_region
+    from nnmiplib.mip.solvers import get_backend
+    from nnmiplib.mip.solvers.base import Status
+
+    def _leaf_is_empty(net, phases, decided, lo, hi, limit):
+        model = _leaf_region(net, phases, decided, lo, hi)[0]
+        model.set_objective(np.zeros(model.n_vars), "max")
+        return get_backend("highs")(model, threads=1).solve(limit).status is Status.INFEASIBLE
 
     net = rnet([3, 8, 8, 3], seed)
     dom = nm.domains.unit_box(3)
@@ -364,6 +371,39 @@ def test_a_leaf_is_empty_only_when_no_input_takes_its_phases(seed):
         else:
             empty += leaf(sig)
     assert empty >= 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_leaf_lp_gives_the_leaf_maximum_and_a_point_reaching_it(seed):
+    """_leaf_lp on the leaves that sampled inputs take: its bound is at least the objective at
+    every sample of the leaf, and the point it returns takes the leaf's phases (up to the
+    margin) and reaches that bound in float64 — the leaf's exact maximum."""
+    from nnmiplib.bab.search import GroupObjective, _leaf_lp
+
+    net = rnet([3, 8, 8, 4], seed)
+    dom = nm.domains.unit_box(3)
+    b = interval_bounds(net, dom)
+    C, d = ROWS
+    obj = GroupObjective(np.array([0, 0, 1]))
+    layers = relax.Layers.build(net, b.lower[:-1], b.upper[:-1], dom.lo, dom.hi, C, d)
+    X = np.random.default_rng(seed).uniform(size=(50_000, 3))
+    h, pre = X, []
+    for w, bb in zip(net.weights[:-1], net.biases[:-1]):
+        pre.append(h @ np.asarray(w).T + bb)
+        h = np.maximum(pre[-1], 0)
+    F = group_value(net.forward(X) @ C.T + d, obj.groups, obj.G)
+    sig = [np.where(a > 0, 1, -1).astype(np.int8) for a in pre]
+    key = np.hstack(sig)
+    _, first = np.unique(key, axis=0, return_index=True)
+    for i in first[:15]:
+        split = [torch.as_tensor(s_[i][kp])[None] for s_, kp in zip(sig, layers.keep)]
+        node = relax.NodeBatch.root(layers)
+        node = relax.NodeBatch(split, node.alpha, node.beta)
+        val, x = _leaf_lp(net, layers, node, dom.lo, dom.hi, C, d, obj, 10.0)
+        same = (key == key[i]).all(1)
+        assert val >= F[same].max() - 1e-9
+        fx = float(group_value(net.forward(x[None]) @ C.T + d, obj.groups, obj.G)[0])
+        assert abs(fx - val) <= 1e-6 * (1 + abs(val)), (fx, val)
 
 
 def test_optimising_row_by_row_keeps_a_non_increasing_dual_bound():

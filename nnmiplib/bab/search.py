@@ -55,7 +55,7 @@ import numpy as np
 from ..machine import available_memory, search_workers
 from . import relax as R
 from .branch import Pseudocosts, children, choose
-from .cuts import relaxation_cuts, root_cuts, with_logit_bounds
+from .cuts import relaxation_cuts, root_cuts
 from .tightening import split_time
 from .tightening import tighten as tighten_bounds
 
@@ -327,78 +327,72 @@ def _input_coefficients(layers, nodes):
     return R.bound(layers, nodes, keep_lambdas=True)[2][layers.depth]
 
 
-#: a leaf's phase rows in :func:`_leaf_is_empty` are loosened by this much relative to their terms'
-#: magnitudes (far above the rounding of composing the affine maps), so an infeasible LP proves
-#: that no input of the box takes the leaf's phases
-EMPTY_MARGIN = 1e-9
+#: a leaf's phase rows (:func:`_leaf_region`) are loosened by this much relative to their terms'
+#: magnitudes, and its objective rows' LP bounds raised alike — far above the rounding of
+#: composing the affine maps — so the LP's region holds the leaf's and its bound the leaf's maximum
+LEAF_MARGIN = 1e-9
 
 
-def _leaf_is_empty(net, phases, decided, lo, hi, time_limit) -> bool:
-    """Whether no input of ``[lo, hi]`` takes a leaf's phases, by one small LP over the inputs.
+def _leaf_region(net, phases, decided, lo, hi):
+    """A leaf's region as an LP over the inputs, and its logits as an affine map of them.
 
     With every phase fixed (``phases[k]``: 1 active, 0 inactive, per hidden layer of the full
     network) each pre-activation is an affine map of the input ``x``; the leaf's region is the
     box cut by ``σ_i a_i(x) ≥ 0`` for its decided neurons (``decided[k]``: +1 / −1 / 0) — the
-    stable ones' phases hold on the whole box. Each such row is loosened by
-    :data:`EMPTY_MARGIN` × (1 + its terms' magnitudes), so the LP's region contains the leaf's
-    whatever the rounding of the composed maps: "infeasible" is a proof of emptiness. The LP has
-    the inputs as columns and one dense row per decided neuron (on PV's 3000x1 net, 784 × 186)
-    where the network's own LP has a column per neuron. An infeasible answer is confirmed
-    without presolve (:mod:`nnmiplib.mip.solvers.highs`), which on the network's LP took 7.4 s
-    of a leaf's 7.5 s (PV's 3000x1 net, digit 8); here the whole check takes about 0.1 s.
+    stable ones' phases hold on the whole box. Returns ``(model, A, c, mag)``: the
+    :class:`~nnmiplib.mip.encode.MipModel` with the inputs as columns and one dense row per
+    decided neuron, each loosened by :data:`LEAF_MARGIN` × (1 + its terms' magnitudes) so that
+    it holds every input of the leaf whatever the rounding of the composed maps (an infeasible
+    model proves the leaf empty); the logits ``y = A x + c`` on the leaf, and ``mag`` the
+    magnitudes of their terms (what a bound on them is raised by, times :data:`LEAF_MARGIN`).
+    On PV's 3000x1 net it is 784 columns × 186 rows where the network's own LP has a column per
+    neuron, and its infeasible answer, confirmed without presolve
+    (:mod:`nnmiplib.mip.solvers.highs`), comes in about 0.1 s against 7.4 s.
     """
     from ..mip.encode import MipModel
-    from ..mip.solvers import get_backend
-    from ..mip.solvers.base import Status
 
-    n_in = lo.size
     M = c = Mabs = cabs = None  # a = M x + c, with the magnitudes of its terms alongside
     rows, r_lo = [], []
     xmag = np.maximum(np.abs(lo), np.abs(hi))
-    for k, (w, b) in enumerate(zip(net.weights[:-1], net.biases[:-1])):
+    for k, (w, b) in enumerate(zip(net.weights, net.biases)):
         w, b = np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64)
         if M is None:
             M, c, Mabs, cabs = w, b, np.abs(w), np.abs(b)
         else:
             M, c = w @ M, w @ c + b
             Mabs, cabs = np.abs(w) @ Mabs, np.abs(w) @ cabs + np.abs(b)
+        if k == len(net.weights) - 1:
+            break
         sig = np.asarray(decided[k])
         idx = np.flatnonzero(sig)
         if idx.size:
-            tol = EMPTY_MARGIN * (1.0 + cabs[idx] + Mabs[idx] @ xmag)
+            tol = LEAF_MARGIN * (1.0 + cabs[idx] + Mabs[idx] @ xmag)
             rows.append(sig[idx, None] * M[idx])  # σ (M x + c) ≥ −tol
             r_lo.append(-tol - sig[idx] * c[idx])
         keep = np.asarray(phases[k], dtype=np.float64)
         M, c, Mabs, cabs = keep[:, None] * M, keep * c, keep[:, None] * Mabs, keep * cabs
-    if not rows:
-        return False
     model = MipModel()
-    model.add_vars(n_in, lo, hi)
-    A = np.vstack(rows)
-    model.add_rows(A, np.concatenate(r_lo), np.inf)
-    model.set_objective(np.zeros(n_in), "max")
-    sol = get_backend("highs")(model, threads=1).solve(time_limit)
-    return sol.status is Status.INFEASIBLE
+    model.add_vars(lo.size, lo, hi)
+    if rows:
+        model.add_rows(np.vstack(rows), np.concatenate(r_lo), np.inf)
+    return model, M, c, cabs + Mabs @ xmag
 
 
 def _leaf_lp(net, layers, node, lo, hi, C, d, obj, time_limit, leaf=None):
-    """Maximum of F on a leaf (every neuron's phase known) by LPs (HiGHS).
+    """Maximum of F on a leaf (every neuron's phase known) by LPs over the inputs (HiGHS).
 
-    With every phase fixed the network is linear on the node's region, which the
-    pre-activation column bounds (clipped to the decided signs) describe. For a
-    :class:`GroupObjective`, ``t ≤ C_r y + d_r`` for the rows of a group and ``max t`` give the
-    group's exact maximum; for another objective each row is maximised alone and the
+    With every phase fixed the network is affine on the node's region (:func:`_leaf_region`).
+    For a :class:`GroupObjective`, ``t ≤ C_r y + d_r`` for the rows of a group and ``max t``
+    give the group's exact maximum; for another objective each row is maximised alone and the
     objective's bound is taken at those maxima (valid, not always exact), tightened by
     ``leaf`` when given: ``leaf(lower, upper, time_limit) -> (bound, x)`` with the full
     network's hidden-layer bounds clipped to the node's phases (called only on a leaf the LPs
-    found non-empty). Returns the safe bound (from
-    the duals) and the input of the best LP point.
+    found non-empty). Returns the safe bound (from the duals, raised by :data:`LEAF_MARGIN`
+    times the rows' magnitudes) and the input of the best LP point; ``(-inf, None)`` for a leaf
+    no input reaches.
     """
-    import scipy.sparse as sp
     import torch
 
-    from ..domains import Box
-    from ..mip import encode
     from ..mip.solvers import get_backend
     from ..mip.solvers.base import Status, safe_lp_bound
 
@@ -413,42 +407,38 @@ def _leaf_lp(net, layers, node, lo, hi, C, d, obj, time_limit, leaf=None):
         l, u, *_ = R.phase_relaxation(torch.as_tensor(fl), torch.as_tensor(fu), torch.as_tensor(s)[None])
         lower.append(l[0].numpy())
         upper.append(u[0].numpy())
-    if _leaf_is_empty(net, [u > 0 for u in upper], splits, lo, hi, time_limit):  # decisions no input meets
-        return -math.inf, None
-    # logit and objective bounds by interval arithmetic from the last hidden layer (tight column
-    # bounds keep the safe LP bound close to the LP's value)
-    bd = with_logit_bounds(net, lower, upper)
-    y_lo, y_hi = bd.lower[-1], bd.upper[-1]
-    r_hi = np.clip(C, 0, None) @ y_hi + np.clip(C, None, 0) @ y_lo + d
-    r_lo = np.clip(C, 0, None) @ y_lo + np.clip(C, None, 0) @ y_hi + d
+    region, A, c, mag = _leaf_region(net, [u > 0 for u in upper], splits, lo, hi)
+    G, e = C @ A, C @ c + d  # the rows on the leaf: G x + e
+    err = LEAF_MARGIN * (1.0 + np.abs(C) @ mag + np.abs(d))  # their composition's rounding, and more
+    n_in = lo.size
+    # each row's range over the box bounds t (finite column bounds keep the safe bound finite)
+    r_hi = np.clip(G, 0, None) @ hi + np.clip(G, None, 0) @ lo + e
+    r_lo = np.clip(G, 0, None) @ lo + np.clip(G, None, 0) @ hi + e
     big = float(np.max(np.abs(np.concatenate([r_lo, r_hi])))) + 1.0
     best, best_x = -math.inf, None
     grouped = isinstance(obj, GroupObjective)
     sets = [np.flatnonzero(obj.groups == g) for g in range(obj.G)] if grouped else [[r] for r in range(len(C))]
     row_max = np.full(len(C), -math.inf)
     for rows in sets:
-        model = encode(net, Box(lo, hi), bd, relax=True)
-        y = model.nets[0].a[-1]
+        model = region.copy()
         t = int(model.add_vars(1, -big, big)[0])
-        A = sp.lil_matrix((len(rows), model.n_vars))
-        for i, r in enumerate(rows):
-            A[i, y] = -C[r]
-            A[i, t] = 1.0
-        model.add_rows(A.tocsr(), -np.inf, d[rows])
-        c = np.zeros(model.n_vars)
-        c[t] = 1.0
-        model.set_objective(c, "max")
+        block = np.zeros((len(rows), model.n_vars))
+        block[:, :n_in] = -G[rows]
+        block[:, t] = 1.0
+        model.add_rows(block, -np.inf, e[rows])  # t ≤ G_r x + e_r
+        obj_c = np.zeros(model.n_vars)
+        obj_c[t] = 1.0
+        model.set_objective(obj_c, "max")
         sol = get_backend("highs")(model, threads=1).solve(time_limit)
         if sol.status is Status.INFEASIBLE:  # the decisions contradict each other: an empty node
             return -math.inf, None
-        ub = safe_lp_bound(model, c, "max", sol.row_dual) if sol.row_dual is not None else math.inf
+        ub = safe_lp_bound(model, obj_c, "max", sol.row_dual) if sol.row_dual is not None else math.inf
+        ub += float(err[rows].max())
         if sol.x is not None and (best_x is None or ub > best):
-            best_x = np.asarray(sol.x)[model.x]
+            best_x = np.asarray(sol.x)[:n_in]
         best = max(best, ub)
         row_max[rows] = ub
     if not grouped:
-        import torch
-
         with torch.no_grad():
             best = float(obj.value(torch.as_tensor(row_max)[None])[0])
         if leaf is not None:  # a feasible leaf (the LPs above would have found it empty)
