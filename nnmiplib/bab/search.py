@@ -18,9 +18,11 @@ with the intermediate bounds it was given, never re-tightened), and
   and keeps the one whose worse child has the smallest bound. The default is width 1 (no
   look-ahead): its extra bound passes cost more nodes than its choices save
   (measured, :data:`K_CANDIDATES`);
-* **leaves** (no free unstable neuron left) are solved exactly: the network is linear on
-  the node's region, so an LP (HiGHS, its bound made safe from the duals) gives the node's
-  maximum and a point;
+* **leaves** (no free unstable neuron left) are solved exactly: the network is affine on
+  the node's region, so an LP over the inputs alone (HiGHS, one row per decided neuron, its
+  bound made safe from the duals and raised against the rounding of the composed maps) gives
+  the node's maximum and a point, or proves that no input takes the node's phases; a leaf is
+  closed with the smaller of that and its own relaxation bound;
 * **the primal side** runs projected gradient ascent on ``F`` from many starts at the root,
   and evaluates at every batch the input vertex each node's relaxation points to, polished
   by a few gradient steps; every incumbent is ``F`` recomputed in float64 by
