@@ -418,6 +418,9 @@ def test_optimising_row_by_row_keeps_a_non_increasing_dual_bound():
     duals = np.array([t[1] for t in r.trajectory])
     assert len(duals) > 10
     assert (np.diff(duals) <= 1e-12).all(), duals[np.flatnonzero(np.diff(duals) > 1e-12)[:3]]
+    # it ends where the search did: its dual bound and incumbent
+    assert r.trajectory[-1][2] == r.value and abs(r.trajectory[-1][1] - r.dual_bound) <= 1e-12, (r.trajectory[-1],
+                                                                                                r.value, r.dual_bound)
 
 
 @pytest.mark.parametrize("seed", range(2))

@@ -693,12 +693,16 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
                      for tt, dd, pp in res.trajectory]
             duals[r] = min(duals[r], res.dual_bound)
             parts[int(r)] = res.status
+            # and the state once the row is done: an incumbent the row's points gave F is dated here
+            traj.append((time.perf_counter() - t0, float(max(duals.max(), primal.value)), primal.value))
             if res.status in ("time_limit", "node_limit") and not coarse:
                 status = res.status
                 break
         if status is not None:
             break
     dual = float(max(duals.max(), primal.value))
+    if status in ("time_limit", "node_limit") and threshold is None and dual - primal.value <= gap(primal.value):
+        status = None  # a row stopped by the limit, but the rows' bounds together close the gap
     if status is None:
         if threshold is not None:
             status = "violated" if primal.value > threshold else ("proved" if dual <= threshold else "time_limit")
