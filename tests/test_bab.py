@@ -619,3 +619,57 @@ def test_default_steps_follow_the_size_of_the_weights():
     assert steps(wide, np.zeros(600), np.ones(600)) == search.ITERATIONS
     # the same wide net on a box that fixes all but 10 inputs: its first layer shrinks to 10 columns
     assert steps(wide, np.zeros(600), np.where(np.arange(600) < 10, 1.0, 0.0)) == search.ITERATIONS_SMALL
+
+
+@pytest.mark.parametrize("seed,tighten", [(0, 0.0), (1, 0.0), (2, 0.3)])
+def test_rows_capped_by_their_own_search_keep_the_softmax_bound_sound(seed, tighten):
+    """``row_caps``: the logit differences' own trees first, their bounds capping the rows at
+    every node of the tree over the softmax (after the tightening when there is one). Each cap is
+    above its row's maximum over a fine grid and below its root bound, the dual bound is above
+    the grid's maximum of the objective, and the tree's root uses the caps."""
+    from scipy.special import softmax
+
+    from nnmiplib.bab import CappedObjective, SoftmaxL1Objective
+
+    net = rnet([2, 24, 16, 4], seed + 41)
+    dom = nm.domains.unit_box(2)
+    b = crown_bounds(net, dom)
+    x0 = np.array([0.5, 0.5])
+    y0 = softmax(net.forward(x0))
+    c = int(np.argmax(y0))
+    C, d = SoftmaxL1Objective.rows(4, c)
+    obj = SoftmaxL1Objective(y0, c)
+    Y = net.forward(grid2(401))
+    brute = float(np.abs(softmax(Y, axis=1) - y0).sum(1).max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], objective=obj, rel_gap=1e-9,
+              abs_gap=0.0, time_limit=4.0, row_caps=0.5, tighten=tighten, attack_starts=16)
+    rows = r.stats["row_caps"]["rows"]
+    caps = np.array(r.stats["row_caps"]["caps"])
+    assert rows and r.nodes > sum(v["nodes"] for v in rows.values())
+    grid_rows = (Y @ C.T + d).max(0)
+    for q, v in rows.items():
+        assert grid_rows[q] - 1e-9 <= caps[q] <= v["root"] + 1e-9, (q, grid_rows[q], caps[q], v)
+    assert any(caps[q] < v["root"] - 1e-6 for q, v in rows.items())
+    assert r.dual_bound >= brute - 1e-9 and r.value <= r.dual_bound + 1e-12
+    # the tree's root value is the capped one, below what its rows give the objective uncapped
+    root = torch.as_tensor([r.stats["root_rows"]], dtype=torch.float64)
+    assert abs(r.stats["root_bound"] - float(CappedObjective(obj, caps).value(root)[0])) <= 1e-9
+    assert r.stats["root_bound"] < float(obj.value(root)[0]) - 1e-6
+    assert r.dual_bound <= r.stats["root_bound"] + 1e-9
+
+
+def test_a_capped_objective_is_the_objective_below_its_caps():
+    """Capping never raises the value, leaves it alone where every row is below its cap, and
+    names the inner objective's row where every row is at its cap."""
+    from nnmiplib.bab import CappedObjective, SoftmaxL1Objective
+
+    y0 = np.array([0.7, 0.2, 0.1])
+    obj = SoftmaxL1Objective(y0, 0)
+    caps = np.array([0.5, -1.0, 3.0, 2.0])
+    capped = CappedObjective(obj, caps)
+    rows = torch.as_tensor(np.random.default_rng(0).normal(0, 2, size=(500, 4)))
+    assert (capped.value(rows) <= obj.value(rows) + 1e-15).all()
+    below = rows[(rows < torch.as_tensor(caps)).all(1)]
+    assert len(below) > 10 and torch.equal(capped.value(below), obj.value(below))
+    at_caps = torch.as_tensor(caps[None] + 1.0)
+    assert torch.equal(capped.worst(at_caps), obj.worst(at_caps))

@@ -20,8 +20,15 @@
 
 from .neurons import neuron_bounds
 from .pair import solve_pair, stack
-from .search import BabResult, GroupObjective, SoftmaxL1Objective, group_value, solve
+from .search import (
+    BabResult,
+    CappedObjective,
+    GroupObjective,
+    SoftmaxL1Objective,
+    group_value,
+    solve,
+)
 from .tightening import tighten
 
-__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "neuron_bounds", "solve", "solve_pair",
-           "stack", "tighten"]
+__all__ = ["BabResult", "CappedObjective", "GroupObjective", "SoftmaxL1Objective", "group_value", "neuron_bounds",
+           "solve", "solve_pair", "stack", "tighten"]

@@ -31,6 +31,11 @@ with the intermediate bounds it was given, never re-tightened), and
   — the convex hull of each ReLU over its input box — are separated at the LP relaxation's
   optima and every node's bound carries them with its own multipliers
   (:mod:`nnmiplib.bab.cuts`);
+* **row caps** (``row_caps`` > 0; an objective over several rows, e.g. PV's softmax form,
+  optimising): each row's own tree first bounds that row's maximum over the box, and those
+  bounds cap the rows' bounds at every node of the tree over the objective
+  (:class:`CappedObjective`). One row's tree branches on what matters to that row alone, so
+  it gets the row far lower than the tree over the objective does in the same time;
 * **anytime**: the global dual bound is the largest bound of an open node (or the
   incumbent once the tree is closed) and is recorded with the incumbent over time; the
   search stops at a decision (``threshold``: a point with ``F > threshold``, or every node
@@ -61,7 +66,7 @@ from .cuts import relaxation_cuts, root_cuts
 from .tightening import split_time
 from .tightening import tighten as tighten_bounds
 
-__all__ = ["BabResult", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]
+__all__ = ["BabResult", "CappedObjective", "GroupObjective", "SoftmaxL1Objective", "group_value", "solve"]
 
 log = logging.getLogger(__name__)
 
@@ -245,11 +250,39 @@ class SoftmaxL1Objective:
         return g.argmax(1)
 
 
+class CappedObjective:
+    r"""An objective over rows each proven bounded on the whole box: ``value(min(rows, caps))``.
+
+    ``caps[r]`` is an upper bound of row ``r`` over the box (e.g. the dual bound of that row's
+    own search, :data:`ROW_CAPS`), so capping a node's row bounds keeps its value an upper
+    bound of ``F`` on the node, never a larger one than the inner objective gives. At a point
+    the rows are below their caps and the value is the inner objective's (``uncapped``, which
+    the incumbent is computed with). :meth:`worst` is the row the capped value is most
+    sensitive to, the inner objective's choice where every row is at its cap.
+    """
+
+    def __init__(self, inner, caps):
+        self.uncapped = inner
+        self.caps = np.asarray(caps, dtype=np.float64)
+
+    def value(self, rows):
+        import torch
+
+        return self.uncapped.value(torch.minimum(rows, torch.as_tensor(self.caps, dtype=rows.dtype)))
+
+    def worst(self, ub):
+        import torch
+
+        x = ub.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(self.value(x).sum(), x)
+        return torch.where(g.amax(1) > 0, g.argmax(1), self.uncapped.worst(ub))
+
+
 class _Primal:
     """The incumbent: best ``F`` over every point tried, recomputed in float64."""
 
     def __init__(self, net, C, d, objective, lo, hi):
-        self.net, self.C, self.d, self.obj = net, C, d, objective
+        self.net, self.C, self.d, self.obj = net, C, d, getattr(objective, "uncapped", objective)
         self.lo, self.hi = lo, hi
         self.value, self.x, self.source = -math.inf, None, None
 
@@ -456,7 +489,7 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
           attack_starts: int = 64, threads: int | None = None, workers: int | None = None, seed: int = 0,
           initial_points=None, split_rows: bool | None = None, refine: bool = False,
           witness: float | None = None, leaf=None, links=None, tighten: float = 0.0, cuts: float = 0.0,
-          cancel=None) -> BabResult:
+          row_caps: float = 0.0, cancel=None) -> BabResult:
     """Branch and bound on ReLU phases for ``max F`` (see the module doc).
 
     Parameters
@@ -526,6 +559,12 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         uses; one tree: at its root, after the tightening's last look). With ``tighten``, the
         tightening's per-neuron searches also cut at their roots if :data:`TIGHTEN_CUTS` > 0.
         0 (default): none.
+    row_caps : with an ``objective`` and a time limit, optimising: share of the time left (after
+        any tightening) spent first on the rows one at a time, each row's own tree bounding its
+        maximum over the box (rows in decreasing order of the objective's sensitivity to them
+        at the root, those under :data:`CAP_SENSITIVITY` of the largest skipped); the tree over
+        the objective then caps every node's row bounds by them (:class:`CappedObjective`) and
+        starts from the rows' points. 0 (default): none.
     cancel : optional :class:`threading.Event`; once it is set the search stops at its next
         batch as at its deadline (status ``"time_limit"``, the open nodes' bound reported), e.g.
         when another search running beside it has settled the question (a tightening under
@@ -553,6 +592,9 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         lower, upper = [np.zeros(lo.size)], [hi - lo]
     if not 0.0 <= float(tighten) < 1.0:
         raise ValueError(f"tighten is a share of the time limit in [0, 1), got {tighten!r}")
+    if not 0.0 <= float(row_caps) < 1.0:
+        raise ValueError(f"row_caps is a share of the time left in [0, 1), got {row_caps!r}")
+    row_caps = float(row_caps) if objective is not None and threshold is None and deadline is not None else 0.0
     if links is not None and len(links) != len(lower):
         raise ValueError(f"links must hold one entry per hidden layer ({len(lower)}), got {len(links)}")
     args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine,
@@ -564,9 +606,15 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
         if tighten > 0 and deadline is not None and len(lower) >= 2:
             return _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed,
                                     initial_points, t0, tighten, witness=witness, leaf=leaf, links=links,
-                                    cancel=cancel, cut_share=cuts)
-        return _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
-                      t0, witness=witness, leaf=leaf, links=links, cancel=cancel, cut_share=cuts)
+                                    cancel=cancel, cut_share=cuts, row_caps=row_caps)
+        capped = None
+        if row_caps > 0:
+            capped = _cap_rows(net, lo, hi, C, d, lower, upper, obj, row_caps, args, attack_starts, seed,
+                               initial_points, t0, links=links, cancel=cancel, cut_share=cuts)
+            obj, initial_points = capped["objective"], capped["points"]
+        res = _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
+                     t0, witness=witness, leaf=leaf, links=links, cancel=cancel, cut_share=cuts)
+        return res if capped is None else _with_caps(res, capped)
     finally:
         torch.set_num_threads(prev_threads)
 
@@ -724,7 +772,7 @@ _SETTLED = ("optimal", "proved", "violated")
 
 
 def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed, initial_points, t0,
-                     tighten, cut_share=0.0, **kw) -> BabResult:
+                     tighten, cut_share=0.0, row_caps=0.0, **kw) -> BabResult:
     """:func:`solve` of one tree (not row by row) with ``tighten``: a first look of :data:`PROBE`
     seconds; if it does not settle the query, the intermediate bounds are tightened (up to
     ``tighten`` of the time left), the bounds proven so far tried now and then by another
@@ -733,9 +781,9 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
     passes from each search to the next."""
     deadline = args[2]
 
-    def run(low, up, until, starts, points, cut_share=0.0):
-        return _solve(net, lo, hi, C, d, low, up, obj, threshold, *args[:2], min(until, deadline), *args[3:], starts,
-                      seed, points, t0, cut_share=cut_share, **kw)
+    def run(low, up, until, starts, points, cut_share=0.0, objective=obj):
+        return _solve(net, lo, hi, C, d, low, up, objective, threshold, *args[:2], min(until, deadline), *args[3:],
+                      starts, seed, points, t0, cut_share=cut_share, **kw)
 
     looks = [run(lower, upper, time.perf_counter() + PROBE, attack_starts, initial_points)]
 
@@ -750,14 +798,19 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
                          cut_share if CUT_METHOD == "relaxation" else 0.0))
         return looks[-1].status in _SETTLED
 
-    tightened, bounds = None, None
+    tightened, bounds, capped = None, None, None
     if looks[0].status not in _SETTLED:
         left = deadline - time.perf_counter()
         low, up, tightened = tighten_bounds(net, lo, hi, lower, upper, time_limit=tighten * left, stop=settled,
                                             threads=_count(args[-1]), cuts=TIGHTEN_CUTS if cut_share > 0 else 0.0)
         bounds = (low, up)
         if not (tightened and tightened[-1]["stopped"]):
-            looks.append(run(low, up, deadline, 0, best_points(), cut_share))
+            objective, points = obj, best_points()
+            if row_caps > 0:
+                capped = _cap_rows(net, lo, hi, C, d, low, up, obj, row_caps, args, attack_starts, seed, points, t0,
+                                   cut_share=cut_share, **{k: v for k, v in kw.items() if k in ("links", "cancel")})
+                objective, points = capped["objective"], capped["points"]
+            looks.append(run(low, up, deadline, 0, points, cut_share, objective))
     last = looks[-1]
     best = max((r for r in looks if r.x is not None), key=lambda r: r.value, default=last)
     # every look's dual bound is sound on the box (the tightened bounds are): keep the smallest
@@ -768,8 +821,60 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
     for tt, dd, pp in (p for r in looks for p in r.trajectory):
         low, high = min(low, dd), max(high, pp)
         traj.append((tt, low, high))
-    return BabResult(last.status, best.value, best.x, float(max(dual, best.value if best.x is not None else -np.inf)),
-                     sum(r.nodes for r in looks), time.perf_counter() - t0, traj, stats, bounds)
+    res = BabResult(last.status, best.value, best.x, float(max(dual, best.value if best.x is not None else -np.inf)),
+                    sum(r.nodes for r in looks), time.perf_counter() - t0, traj, stats, bounds)
+    return res if capped is None else _with_caps(res, capped)
+
+
+#: :func:`solve`'s ``row_caps``: rows to which the objective's value at the root is less sensitive
+#: than this share of the most sensitive row's are not searched one by one (for PV's softmax form,
+#: the classes far below the reference class, and the rows bounding the differences from below)
+CAP_SENSITIVITY = 1e-2
+
+
+def _cap_rows(net, lo, hi, C, d, lower, upper, obj, share, args, attack_starts, seed, points, t0, cut_share=0.0,
+              links=None, cancel=None) -> dict:
+    """:func:`solve`'s ``row_caps``: each row's own tree (its own incumbent and gap) for up to
+    ``share`` of the time left, the rows the objective's root value is most sensitive to first,
+    the time split evenly among the rows still to do. Returns the :class:`CappedObjective`
+    (``"objective"``), the starting points for the tree over the objective (``"points"``: the
+    rows' incumbents and ``points``) and what each row's search did (``"rows"``)."""
+    import torch
+
+    (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine,
+     workers) = args
+    t = time.perf_counter()
+    until = t + share * max(deadline - t, 0.0)
+    ub = _root_bound(net, lo, hi, C, d, lower, upper, root_iterations, until)
+    x = torch.as_tensor(ub[None]).requires_grad_(True)
+    (g,) = torch.autograd.grad(obj.value(x).sum(), x)
+    g = g[0].numpy()
+    rows = [int(r) for r in np.argsort(-g) if g[r] > 0 and g[r] >= CAP_SENSITIVITY * g.max()]
+    caps, xs, done = ub.copy(), [], {}
+    for r, part in split_time(rows, until - time.perf_counter()):
+        t = time.perf_counter()
+        res = _solve(net, lo, hi, C[r:r + 1], d[r:r + 1], lower, upper, GroupObjective(np.zeros(1)), None, rel_gap,
+                     abs_gap, min(time.perf_counter() + part, until), batch, root_iterations, iterations,
+                     k_candidates, pseudocosts, max_nodes, refine, workers, attack_starts, seed, points, t0,
+                     links=links, cancel=cancel, cut_share=cut_share)
+        caps[r] = min(caps[r], res.dual_bound)
+        if res.x is not None:
+            xs.append(res.x)
+        done[r] = {"status": res.status, "bound": float(caps[r]), "root": float(ub[r]),
+                   "value": None if res.value is None else float(res.value), "nodes": int(res.nodes),
+                   "seconds": time.perf_counter() - t}
+    given = [] if points is None else list(np.atleast_2d(points))
+    log.info("row caps: %d rows searched one by one in %.1f s, bounds %s", len(done), time.perf_counter() - t0,
+             {r: round(v["bound"], 4) for r, v in done.items()})
+    return {"objective": CappedObjective(obj, caps), "points": np.array(xs + given) if xs or given else None,
+            "rows": done, "caps": caps.tolist()}
+
+
+def _with_caps(res: BabResult, capped: dict) -> BabResult:
+    """``res`` with what :func:`_cap_rows` did in its stats."""
+    res.stats = {**res.stats, "row_caps": {"rows": capped["rows"], "caps": capped["caps"]}}
+    res.nodes += sum(v["nodes"] for v in capped["rows"].values())
+    return res
 
 
 #: where :func:`solve`'s cuts are separated: ``"relaxation"``, at the relaxation's own optimum
