@@ -39,3 +39,19 @@ def assert_search_reaches_the_grid_maximum(net, **solve_kw):
     assert r.dual_bound >= brute - 1e-9
     assert r.value >= brute - 1e-3
     assert r.value == pytest.approx(float((net.forward(r.x[None]) @ C.T + d).max()), abs=1e-12)
+
+
+def softmax_instance(sizes, seed):
+    """PV's softmax form on the unit square around its centre for ``rnet(sizes, seed)`` (2 inputs):
+    ``(net, box, bounds, y0, c, C, d)``: its CROWN bounds, the reference probabilities ``y0``, the
+    reference class ``c`` and the rows of :class:`nnmiplib.bab.SoftmaxL1Objective`."""
+    from scipy.special import softmax
+
+    from nnmiplib.bab import SoftmaxL1Objective
+    from nnmiplib.bounds import crown_bounds
+
+    net = rnet(sizes, seed)
+    dom = nm.domains.unit_box(2)
+    y0 = softmax(net.forward(np.array([0.5, 0.5])))
+    c = int(np.argmax(y0))
+    return (net, dom, crown_bounds(net, dom), y0, c, *SoftmaxL1Objective.rows(net.n_outputs, c))

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from random_nets import rnet
+from random_nets import rnet, softmax_instance
 
 import nnmiplib as nm
 from nnmiplib.bab import group_value, relax, solve
@@ -631,13 +631,7 @@ def test_rows_capped_by_their_own_search_keep_the_softmax_bound_sound(seed, tigh
 
     from nnmiplib.bab import CappedObjective, SoftmaxL1Objective
 
-    net = rnet([2, 24, 16, 4], seed + 41)
-    dom = nm.domains.unit_box(2)
-    b = crown_bounds(net, dom)
-    x0 = np.array([0.5, 0.5])
-    y0 = softmax(net.forward(x0))
-    c = int(np.argmax(y0))
-    C, d = SoftmaxL1Objective.rows(4, c)
+    net, dom, b, y0, c, C, d = softmax_instance([2, 24, 16, 4], seed + 41)
     obj = SoftmaxL1Objective(y0, c)
     Y = net.forward(grid2(401))
     brute = float(np.abs(softmax(Y, axis=1) - y0).sum(1).max())

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from random_nets import rnet
+from random_nets import rnet, softmax_instance
 from scipy.optimize import linprog
 from test_bab import ROWS, assert_above_node_maxima, grid2, random_split_nodes
 
@@ -162,13 +162,7 @@ def test_softmax_objective_with_cuts_stays_above_the_grid():
 
     from nnmiplib.bab import SoftmaxL1Objective
 
-    net = rnet([2, 16, 8, 4], 41)
-    dom = nm.domains.unit_box(2)
-    b = crown_bounds(net, dom)
-    x0 = np.array([0.5, 0.5])
-    y0 = softmax(net.forward(x0))
-    c = int(np.argmax(y0))
-    C, d = SoftmaxL1Objective.rows(4, c)
+    net, dom, b, y0, c, C, d = softmax_instance([2, 16, 8, 4], 41)
     brute = float(np.abs(softmax(net.forward(grid2(401)), axis=1) - y0).sum(1).max())
     r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1],
               objective=SoftmaxL1Objective(y0, c), rel_gap=1e-3, abs_gap=1e-9, time_limit=5, cuts=0.5)

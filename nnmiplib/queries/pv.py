@@ -190,8 +190,8 @@ BAB_CUTS = 0.1
 #: softmax (:func:`nnmiplib.bab.solve`'s ``row_caps``). Measured at 300 s, one instance at a time
 #: (not tuned: 0.3 only), against the tree alone: 3000x1 digits 5 / 8 / 9 end with dual bounds
 #: 1.360 / 1.209 / 0.311 against 1.603 / 1.540 / 0.398 (incumbents 1.219 / 0.910 / 0.143), 800x2
-#: digit 9 0.283 against 0.803 (0.030); 3000x1 digits 6 / 7 still reach the 1 % gap, in 17 / 47 s
-#: against 81 / 22 s
+#: digit 9 0.283 against 0.439 (0.030); 3000x1 digits 6 / 7 and 100x10 digit 4 still reach the
+#: 1 % gap, in 17 / 47 / 200 s against 81 / 22 (two instances side by side) / 147 s
 BAB_ROW_CAPS = 0.3
 
 
