@@ -21,7 +21,10 @@ Printed: per instance the answer (class changes / robust / undecided; for the so
 "open"), time and final dual bound of each engine; then per engine and architecture the
 share decided (softmax: closed either way) within the limit, the median time of the decided
 ones, and the share within 1 % gap (``--optimise``, ``--form softmax``). Every
-"changes" answer comes with a witness re-checked in float64 by the query.
+"changes" answer comes with a witness re-checked in float64 by the query. Saved (``--out``,
+after every instance): each instance's numbers, with the search's trajectory (seconds, dual
+bound, incumbent) for plots and, for the softmax form, what each logit difference's own tree
+did (``row_caps``).
 
 The machine may be shared: run it idle (``uptime``) for numbers worth quoting.
 """
@@ -90,7 +93,10 @@ def _instance(args):
         out[eng] = {"answer": answer, "time": r.time, "time_to_gap": time_to_gap(r),
                     "objective": r.objective, "dual_bound": r.dual_bound, "gap": r.gap, "status": r.status,
                     "nodes": r.nodes, "verified": r.verified}
+        out[eng]["trajectory"] = r.extra.get("trajectory")  # (seconds, dual bound, incumbent): for plots
         bab = r.extra.get("bab") or {}
+        if bab.get("row_caps"):  # what each logit difference's own tree did (softmax form)
+            out[eng]["row_caps"] = bab["row_caps"]
         if bab.get("cuts"):  # what the cutting planes cost and did (nnmiplib.bab.cuts)
             out[eng]["cuts"] = {k: bab["cuts"][k] for k in ("kept", "found", "rounds", "time", "lp", "first", "last")
                                 if k in bab["cuts"]}
