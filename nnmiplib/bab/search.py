@@ -254,7 +254,7 @@ class CappedObjective:
     r"""An objective over rows each proven bounded on the whole box: ``value(min(rows, caps))``.
 
     ``caps[r]`` is an upper bound of row ``r`` over the box (e.g. the dual bound of that row's
-    own search, :data:`ROW_CAPS`), so capping a node's row bounds keeps its value an upper
+    own search: :func:`solve`'s ``row_caps``), so capping a node's row bounds keeps its value an upper
     bound of ``F`` on the node, never a larger one than the inner objective gives. At a point
     the rows are below their caps and the value is the inner objective's (``uncapped``, which
     the incumbent is computed with). :meth:`worst` is the row the capped value is most
