@@ -191,7 +191,9 @@ BAB_CUTS = 0.1
 #: (not tuned: 0.3 only), against the tree alone: 3000x1 digits 5 / 8 / 9 end with dual bounds
 #: 1.360 / 1.209 / 0.311 against 1.603 / 1.540 / 0.398 (incumbents 1.219 / 0.910 / 0.143), 800x2
 #: digit 9 0.283 against 0.439 (0.030); 3000x1 digits 6 / 7 and 100x10 digit 4 still reach the
-#: 1 % gap, in 17 / 47 / 200 s against 81 / 22 (two instances side by side) / 147 s
+#: 1 % gap, in 17 / 47 / 200 s against 81 / 22 (two instances side by side) / 147 s. (Branching then
+#: on the row the capped value is most sensitive to; on the uncapped bounds' row, now
+#: :meth:`~nnmiplib.bab.CappedObjective.worst`: digit 8 1.202, 100x10 digit 4 in 174 s.)
 BAB_ROW_CAPS = 0.3
 
 
