@@ -807,7 +807,7 @@ def _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, atta
             objective, points = obj, best_points()
             if row_caps > 0:
                 capped = _cap_rows(net, lo, hi, C, d, low, up, obj, row_caps, args, attack_starts, seed, points, t0,
-                                   cut_share=cut_share, **{k: v for k, v in kw.items() if k in ("links", "cancel")})
+                                   cut_share=cut_share, links=kw.get("links"), cancel=kw.get("cancel"))
                 objective, points = capped["objective"], capped["points"]
             looks.append(run(low, up, deadline, 0, points, cut_share, objective))
     last = looks[-1]
