@@ -3,6 +3,7 @@ profiles, the form choice, the verdict rules, and one real PV instance at smoke 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -84,6 +85,45 @@ def test_gap_profile_counts_instances():
     assert ch3.share_at(df, 0.05) == {"lp": 50.0}
 
 
+def _step_gap(traj, t):
+    """The gap of the last trajectory point at or before t (∞ before the first)."""
+    from nnmiplib.mip.solvers.base import relative_gap
+
+    before = [p for p in traj if p[0] <= t]
+    return relative_gap(before[-1][2], before[-1][1]) if before else math.inf
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_thinned_trajectory_never_reports_a_smaller_gap(seed):
+    rng = np.random.default_rng(seed)
+    n = 5000
+    t = np.cumsum(rng.exponential(0.01, n))
+    dual = 5.0 - np.cumsum(rng.exponential(0.001, n) * (rng.random(n) < 0.5))
+    inc = np.maximum.accumulate(np.where(rng.random(n) < 0.01, rng.normal(1.0, 0.5, n), -np.inf))
+    traj = [[a, b, c] for a, b, c in zip(t, dual, inc)]
+    thin = ch3.thin_trajectory(traj, n=100)
+    assert len(thin) <= 102 and thin[-1] == traj[-1] and thin[0] == traj[0]
+    for x in np.concatenate([rng.uniform(0, t[-1], 300), t[::97]]):
+        assert _step_gap(thin, x) >= _step_gap(traj, x) - 1e-15
+    # a trajectory with few changes keeps every change
+    flat = [[0.1 * i, 3.0 if i < 50 else 2.0, -np.inf if i < 20 else 1.0] for i in range(100)]
+    kept = ch3.thin_trajectory(flat)
+    assert [p[0] for p in kept] == pytest.approx([0.0, 2.0, 5.0, 9.9])
+
+
+def test_gap_over_time_reads_the_trajectory_and_ends_at_the_final_gap():
+    df = pd.DataFrame([
+        {"arch": "800x2", "bound": "lp", "digit": 3, "gap": 0.05,
+         "trajectory": [[0.5, 4.0, -np.inf], [1.0, 3.0, 1.0], [2.0, 1.2, 1.0]]},
+        {"arch": "800x2", "bound": "milp", "digit": 3, "gap": 0.0, "trajectory": None},  # no trajectory: left out
+    ])
+    g = ch3.gap_over_time(df, [0.1, 0.5, 1.5, 2.0, 9.0])
+    assert list(g.label.unique()) == ["LP"]
+    assert g.gap.tolist() == pytest.approx([math.inf, math.inf, 2.0, 0.05, 0.05])
+    fig = ch3.fig_anytime(df)
+    assert len(fig.axes) >= len(ch3.ARCHS)
+
+
 def test_choose_form_rules():
     cfg = ch3.preset("smoke", form="auto")
     fc = pd.DataFrame({"form": ["softmax", "margin"] * 2, "gap": [0.001, 0.5, 0.002, 0.5]})
@@ -149,6 +189,9 @@ def test_one_real_pv_instance_is_sound():
         a = net.forward(x)
         assert abs((np.max(np.delete(a, c)) - a[c]) - r["objective"]) <= 1e-5 * (1 + abs(r["objective"]))
         assert r["dual_bound"] >= r["objective"] - 1e-6
+    traj = r["trajectory"]
+    assert traj and all(a[0] <= b[0] and b[1] <= a[1] + 1e-12 for a, b in itertools.pairwise(traj))
+    assert all(p[1] >= best - 1e-9 for p in traj)  # every dual bound on the way covers the samples
     rx = ch3.relax_cell("800x2", "smoke", 0, "crown+img", 5, 0.0)
     assert rx["relax_bound"] >= rx["sampled"] - 1e-6  # the relaxation bounds every reachable margin
     k2 = int(np.argsort(net.forward(x0))[-2])  # the runner-up class at x0

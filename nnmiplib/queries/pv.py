@@ -89,7 +89,8 @@ def max_output_change(net: Network, domain: Box, x0, *, form: str = "margin", bo
     (:class:`~nnmiplib.bab.SoftmaxL1Objective`) and optimised to the relative gap ``tol``;
     ``"mip"`` — the thesis's Big-M model solved by ``solver`` (the softmax form through its
     PWL relaxation). ``extra["engine"]`` says which answered; with ``"bab"``,
-    ``extra["trajectory"]`` holds ``(seconds, dual bound, incumbent)`` over the search.
+    ``extra["trajectory"]`` holds ``(seconds, dual bound, incumbent)`` over the search (the softmax
+    form's dual bound at most 2, the largest L1 distance of two distributions).
 
     Raises
     ------
@@ -244,7 +245,7 @@ def _softmax_bab(net, domain, x0, c, bd, tb, t0, t1, time_limit, tol, attack, rn
     forced = c if rows is not None and max(rows[:K - 1]) < 0 else None
     res.extra.update(bounds_time=tb, reference_class=c, engine="bab", bab_status=r.status, dual_source="branch-and-bound",
                      forced_class=[forced],
-                     trajectory=[list(map(float, p)) for p in r.trajectory],
+                     trajectory=[[float(t), float(min(db, 2.0)), float(v)] for t, db, v in r.trajectory],
                      bab={k: v for k, v in r.stats.items() if isinstance(v, (int, float, str, list, dict))})
     res.time = time.perf_counter() - t0
     return res

@@ -47,8 +47,10 @@ __all__ = [
     "choose_form",
     "compute",
     "engines_frame",
+    "fig_anytime",
     "fig_engines",
     "frame",
+    "gap_over_time",
     "gap_profile",
     "grids",
     "judge",
@@ -57,6 +59,7 @@ __all__ = [
     "pv_domain",
     "reference_images",
     "relax_cell",
+    "thin_trajectory",
 ]
 
 ARCHS = ("3000x1", "800x2", "200x5", "100x10")
@@ -255,7 +258,32 @@ def pv_cell(arch: str, scale: str, seed: int, bound: str, digit: int, form: str,
             "classes": list(r.classes), "x": None if r.x is None else np.asarray(r.x).tolist(),
             "probabilities": [np.asarray(p).tolist() for p in r.probabilities],
             "x0_class": int(net.predict(x0[None])[0]), "x0_prob": net.probabilities(x0[None])[0].tolist(),
-            "incumbent_source": r.incumbent_source, "engine": r.extra.get("engine", engine)}
+            "incumbent_source": r.incumbent_source, "engine": r.extra.get("engine", engine),
+            "trajectory": thin_trajectory(r.extra.get("trajectory") or [])}
+
+
+#: most points kept of one search's ``(seconds, dual bound, incumbent)`` trajectory in a PV cell
+TRAJECTORY_POINTS = 200
+
+
+def thin_trajectory(points, n: int = TRAJECTORY_POINTS) -> list:
+    """The points of a search's ``(seconds, dual bound, incumbent)`` trajectory worth keeping.
+
+    Only the points where the dual bound or the incumbent changes (and the last) are kept;
+    beyond ``n`` of them, the last point at or before each of ``n`` times spread evenly in
+    log-time over the search. Dropping a point only delays what it reports, so a gap read off
+    the thinned trajectory at any time is never smaller than the search's gap then.
+    """
+    pts = [tuple(map(float, p)) for p in points]
+    kept = [p for i, p in enumerate(pts)
+            if i == 0 or i == len(pts) - 1 or (p[1], p[2]) != (pts[i - 1][1], pts[i - 1][2])]
+    if len(kept) > n:
+        t = np.array([p[0] for p in kept])
+        first = max(float(t[t > 0].min()) if (t > 0).any() else 1e-3, 1e-3)
+        grid = np.geomspace(first, max(float(t[-1]), first), n)
+        idx = np.unique(np.clip(np.searchsorted(t, grid, side="right") - 1, 0, len(kept) - 1))
+        kept = [kept[i] for i in sorted(set(idx.tolist()) | {len(kept) - 1})]
+    return [list(p) for p in kept]
 
 
 def relax_cell(arch: str, scale: str, seed: int, bound: str, digit: int, bound_time: float,
@@ -415,6 +443,34 @@ def frame(res: dict, grid: str = "pv"):
     return df.sort_values(["arch", "bound", "digit"]).reset_index(drop=True)
 
 
+def gap_over_time(df, times) -> object:
+    """Each branch-and-bound instance's relative gap at each of ``times`` (seconds of search).
+
+    Read off the instance's trajectory: the gap ``|dual − incumbent| / |incumbent|`` of its
+    last point at or before ``t`` (∞ before its first point, or with no incumbent yet); after
+    its last point, the instance's final gap (its incumbent re-checked in float64). Rows
+    ``arch, bound, label, digit, time, gap``; instances without a trajectory (the HiGHS MIP,
+    cells from before trajectories were kept) are left out.
+    """
+    import pandas as pd
+
+    from ..mip.solvers.base import relative_gap
+
+    rows = []
+    for r in df.itertuples(index=False):
+        traj = getattr(r, "trajectory", None)
+        if not isinstance(traj, list) or not traj:
+            continue
+        t = np.array([p[0] for p in traj], dtype=float)
+        gaps = [relative_gap(p[2], p[1]) for p in traj]
+        for x in times:
+            i = int(np.searchsorted(t, x, side="right")) - 1
+            g = math.inf if i < 0 else (float(r.gap) if i == len(traj) - 1 else gaps[i])
+            rows.append({"arch": r.arch, "bound": r.bound, "label": LABELS.get(r.bound, r.bound),
+                         "digit": int(r.digit), "time": float(x), "gap": g})
+    return pd.DataFrame(rows, columns=["arch", "bound", "label", "digit", "time", "gap"])
+
+
 def gap_profile(df, gaps: np.ndarray, by: str = "label"):
     """% of instances whose final gap is ≤ g, for each g and each group (Figs 3.3–3.4)."""
     import pandas as pd
@@ -529,6 +585,41 @@ def fig_profiles_by_arch(df, gmax: float = 0.05):
         ax.set_ylabel("% of instances"), ax.set_ylim(-3, 103)
     if axes[-1].get_legend():
         sns.move_legend(axes[-1], "lower right", fontsize=7, title=None)
+    fig.tight_layout()
+    return fig
+
+
+def fig_anytime(df, points: int = 60, cap: float = 10.0):
+    """Extra: the median gap of the branch and bound over its run, by bound type, one panel per
+    architecture (gaps beyond ``cap``, or without an incumbent, drawn at ``cap``)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ends = [p[0] for t in (df.trajectory if "trajectory" in df else []) if isinstance(t, list) and t for p in t[-1:]]
+    if not ends:
+        return placeholder("not yet run: no branch-and-bound trajectory at this scale")
+    first = min((p[0] for t in df.trajectory if isinstance(t, list) for p in t if p[0] > 0), default=1e-2)
+    times = np.geomspace(max(first, 1e-2), max(max(ends), 2 * max(first, 1e-2)), points)
+    g = gap_over_time(df, times)
+    g["gap %"] = 100 * np.clip(g.gap.astype(float), 1e-6, cap)
+    med = g.groupby(["arch", "label", "time"], as_index=False)["gap %"].median()
+    fig, axes = plt.subplots(1, len(ARCHS), figsize=(12, 3.1), sharey=True)
+    order = [LABELS[b] for b in BOUND_TYPES]
+    for ax, tag, arch in zip(axes, "abcd", ARCHS):
+        sub = med[med.arch == arch]
+        if not sub.empty:
+            sns.lineplot(sub, x="time", y="gap %", hue="label", hue_order=order, ax=ax, drawstyle="steps-post",
+                         legend=(arch == ARCHS[-1]))
+        ax.set_xscale("log"), ax.set_yscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.axhline(1.0, color="0.6", lw=0.8, ls="--")
+        ax.set_title(f"({tag}) {arch}", fontsize=9)
+        ax.set_xlabel("seconds of search"), ax.set_ylabel("median gap %")
+    if axes[-1].get_legend():
+        sns.move_legend(axes[-1], "upper left", fontsize=7, title=None, bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig
 
