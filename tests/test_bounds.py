@@ -236,3 +236,37 @@ def test_abs_weights_are_kept_only_for_arrays_that_cannot_change():
     assert abs_weights(view)[1] == 2.0
     base[0, 0] = 10.0
     assert abs_weights(view)[1] == 11.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_crown_best_intersects_both_slope_rules_layer_by_layer(seed):
+    """``lower_slope="best"`` gives the bounds of a reference that pushes each rule back on its own
+    and intersects them layer by layer (to rounding), each at least as tight as either rule alone."""
+    from nnmiplib.bounds import cheap
+
+    rng = np.random.default_rng(seed)
+    sizes = [7, 25, 25, 25, 3]
+    W = [rng.normal(size=(o, i)) / np.sqrt(i) * 1.5 for i, o in itertools.pairwise(sizes)]
+    b = [rng.normal(size=o) * 0.5 for o in sizes[1:]]
+    x0 = rng.random(7)
+    lo, hi = x0 - 0.3, x0 + 0.3
+    ilo, ihi = cheap.interval_arrays(W, b, lo, hi)
+    best = cheap.crown_arrays(W, b, lo, hi, (ilo, ihi))
+    lows, ups, relax = [ilo[0]], [ihi[0]], {"adaptive": [], "zero": []}
+    for m in range(1, len(W)):
+        for r, rel in relax.items():
+            rel.append(cheap.relu_relaxation(lows[-1], ups[-1], r))
+        low, up = ilo[m], ihi[m]
+        for rel in relax.values():
+            v = cheap.backsub_upper(np.vstack([W[m], -W[m]]), np.concatenate([b[m], -b[m]]), W[:m], b[:m],
+                                    rel, lo, hi)
+            low, up = np.maximum(low, -v[sizes[m + 1]:]), np.minimum(up, v[:sizes[m + 1]])
+        lows.append(low), ups.append(up)
+    singles = [cheap.crown_arrays(W, b, lo, hi, (ilo, ihi), lower_slope=r) for r in relax]
+    assert any(((l < 0) & (u > 0)).sum() for l, u in zip(lows[1:-1], ups[1:-1]))  # some neuron is unstable
+    for m in range(len(W)):
+        np.testing.assert_allclose(best[0][m], lows[m], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(best[1][m], ups[m], rtol=1e-12, atol=1e-12)
+        for s in singles:
+            assert np.all(best[0][m] >= s[0][m] - 1e-12) and np.all(best[1][m] <= s[1][m] + 1e-12)
+    assert any(np.any(best[1][m] < s[1][m] - 1e-6) for s in singles for m in range(2, len(W)))  # rules differ
