@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/pv.py [--time-limit 120] [--engines bab mip] [--jobs 2]
                                       [--archs 3000x1 800x2 200x5 100x10] [--digits 0 1 ... 9]
                                       [--bounds alpha] [--optimise] [--form margin|softmax]
-                                      [--cuts S] [--tighten S]
+                                      [--cuts S] [--tighten S] [--pairs N]
                                       [--out results.json]
 
 Instances: the book's 50-epoch L1 λ = 2·10⁻⁴ nets (one per thesis architecture) × one test
@@ -54,7 +54,7 @@ def time_to_gap(result, gap: float = GAP):
 
 
 def _instance(args):
-    arch, digit, engines, time_limit, bounds, optimise, form, cuts, tighten = args
+    arch, digit, engines, time_limit, bounds, optimise, form, cuts, tighten, pairs = args
     import numpy as np
 
     import nnmiplib as nm
@@ -64,6 +64,10 @@ def _instance(args):
         nm.queries.pv.BAB_CUTS = cuts
     if tighten is not None:
         nm.queries.pv.BAB_TIGHTEN = tighten
+    if pairs is not None:
+        from nnmiplib.bab import search
+
+        search.PAIR_CUTS = pairs
 
     net = nm.train.zoo_net(arch, "l1", 2e-4, scale="paper")
     x0 = ch3.reference_images([digit], 0)[digit][1]
@@ -98,7 +102,8 @@ def _instance(args):
         if bab.get("row_caps"):  # what each logit difference's own tree did (softmax form)
             out[eng]["row_caps"] = bab["row_caps"]
         if bab.get("cuts"):  # what the cutting planes cost and did (nnmiplib.bab.cuts)
-            out[eng]["cuts"] = {k: bab["cuts"][k] for k in ("kept", "found", "rounds", "time", "lp", "first", "last")
+            out[eng]["cuts"] = {k: bab["cuts"][k] for k in ("kept", "found", "pairs", "rounds", "time", "lp", "first",
+                                                             "last")
                                 if k in bab["cuts"]}
         if bab.get("tightened"):
             out[eng]["tighten_time"] = sum(st["seconds"] for st in bab["tightened"])
@@ -121,11 +126,14 @@ def main(argv=None) -> None:
     ap.add_argument("--tighten", type=float, default=None,
                     help="share of the time the search spends at most tightening the intermediate bounds "
                          "(default: the library's nnmiplib.queries.pv.BAB_TIGHTEN; 0: none)")
+    ap.add_argument("--pairs", type=int, default=None,
+                    help="two-neuron hull cuts for the pairs among this many unstable neurons per layer "
+                         "(default: the library's nnmiplib.bab.search.PAIR_CUTS; 0: none)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", help="write every instance's numbers here (JSON)")
     args = ap.parse_args(argv)
     tasks = [(a, d, args.engines, args.time_limit, args.bounds, args.optimise, args.form, args.cuts,
-              args.tighten) for a in args.archs for d in args.digits]
+              args.tighten, args.pairs) for a in args.archs for d in args.digits]
     rows = []
 
     def save():  # after every instance: an interrupted run keeps what it has
@@ -145,7 +153,8 @@ def main(argv=None) -> None:
             print(f"{r['arch']:>6} digit {r['digit']} (unstable {r['unstable']:4d}, bounds {r['bounds_time']:.1f}s)  "
                   f"{cells}", flush=True)
     mode = "softmax-L1 to a 1 % gap" if args.form == "softmax" else ("optimise" if args.optimise else "decide")
-    shares = "".join(f", {k} {v:g}" for k, v in (("cuts", args.cuts), ("tighten", args.tighten)) if v is not None)
+    shares = "".join(f", {k} {v:g}" for k, v in (("cuts", args.cuts), ("tighten", args.tighten), ("pairs", args.pairs))
+                     if v is not None)
     print(f"\nlimit {args.time_limit:g} s, bounds {args.bounds}, {mode}{shares}")
     for eng in args.engines:
         for arch in [*args.archs, "all"]:

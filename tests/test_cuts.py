@@ -136,9 +136,13 @@ def test_with_cuts_rejects_cuts_of_other_layers():
     assert layers.with_cuts(None) is layers and layers.with_cuts([None, None]) is layers
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_search_with_cuts_agrees_with_brute_force(seed):
-    """Row by row with cuts: the optimum is the grid's, and decisions go the right way."""
+@pytest.mark.parametrize(("seed", "pairs"), [(0, 0), (1, 0), (2, 0), (0, 6), (1, 6)])
+def test_search_with_cuts_agrees_with_brute_force(seed, pairs, monkeypatch):
+    """Row by row with cuts (one-neuron, and two-neuron with ``pairs``): the optimum is the grid's,
+    and decisions go the right way."""
+    from nnmiplib.bab import search
+
+    monkeypatch.setattr(search, "PAIR_CUTS", pairs)
     net = rnet([2, 16, 8, 4], seed + 30)
     dom = nm.domains.unit_box(2)
     b = crown_bounds(net, dom)
@@ -215,7 +219,7 @@ def test_relaxation_cuts_hold_on_the_box_and_bring_the_root_bound_down(seed):
     for k, cut in enumerate(cuts):
         if cut is None:
             continue
-        h = np.maximum(pre[k][:, kept[k]], 0.0)[:, cut.J]
+        h = cut.lhs(np.maximum(pre[k][:, kept[k]], 0.0))
         assert np.all(h <= inputs[k] @ cut.G.T + cut.e + 1e-12)
         assert bool((nodes.pi[k] > 0).flatten(0, 1).any(0).all())  # every kept cut is used
     brute = (net.forward(X) @ ROWS[0].T + ROWS[1]).max(0)
@@ -299,3 +303,99 @@ def test_tightening_probes_with_cuts_agree_with_brute_force():
         assert r.dual_bound >= brute - 1e-9
         if want == "proved":  # the root leaves it open: decided on the way, by the probes
             assert "tightened" in r.stats
+
+
+def random_octagon(rng):
+    """A random octagon in (a_i, a_j) with both neurons unstable, and points sampled in it."""
+    li, lj = -rng.uniform(0.2, 2.0, 2)
+    ui, uj = rng.uniform(0.2, 2.0, 2)
+    ls, us = li + lj + rng.uniform(0, 0.6) * (ui + uj - li - lj) * rng.uniform(0, 0.5), ui + uj - rng.uniform(0, 0.4) * (ui + uj - li - lj)
+    ld, ud = li - uj + rng.uniform(0, 0.4) * (ui + uj - li - lj), ui - lj - rng.uniform(0, 0.4) * (ui + uj - li - lj)
+    A = rng.uniform([li, lj], [ui, uj], size=(200_000, 2))
+    s, d = A.sum(1), A[:, 0] - A[:, 1]
+    A = A[(s >= ls) & (s <= us) & (d >= ld) & (d <= ud)]
+    return (li, ui, lj, uj, ls, us, ld, ud), A
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_two_neuron_facets_hold_on_the_octagon_and_cut_the_triangles(seed):
+    """Every facet holds at every sampled point of the octagon's graph and is nearly touched by
+    one; some point of the product of the two triangle relaxations violates a facet (the pair
+    hull is tighter than the single-neuron relaxations)."""
+    from nnmiplib.bab.cuts import pair_facets
+
+    rng = np.random.default_rng(seed)
+    (li, ui, lj, uj, ls, us, ld, ud), A = random_octagon(rng)
+    N, r = pair_facets(li, ui, lj, uj, ls, us, ld, ud)
+    assert len(r) > 0 and np.allclose(np.abs(N[:, 2:]).max(1), 1.0)
+    V = np.c_[A, np.maximum(A, 0.0)]
+    slack = r - V @ N.T
+    assert slack.min() >= 0.0
+    assert np.all(slack.min(0) <= 0.02 * (1 + np.abs(r)))  # each facet is (nearly) reached by a sample
+    chord = lambda a, l, u: u / (u - l) * (a - l)
+    T = np.c_[A, chord(A[:, 0], li, ui), chord(A[:, 1], lj, uj)]  # both neurons on their triangle's chord
+    assert (T @ N.T - r).max() > 1e-3
+
+
+def test_two_neuron_facets_of_a_stable_or_unbounded_pair_are_none():
+    from nnmiplib.bab.cuts import pair_facets
+
+    assert len(pair_facets(0.1, 1.0, -1.0, 1.0, -1.0, 2.0, -1.0, 2.0)[1]) == 0  # neuron i stably active
+    assert len(pair_facets(-1.0, 1.0, -1.0, np.inf, -2.0, 2.0, -2.0, 2.0)[1]) == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pair_octagons_contain_every_reachable_sum_and_difference(seed):
+    from nnmiplib.bab.cuts import _separation_data, pair_octagons
+
+    net = rnet([2, 12, 10, 8, 3], seed + 80)
+    dom = nm.domains.unit_box(2)
+    layers = layers_of(net, dom, crown_bounds(net, dom))
+    Ws, bs, unstable, _ = _separation_data(layers)
+    lower, upper = [x.numpy() for x in layers.lower], [x.numpy() for x in layers.upper]
+    pre = net.preactivations(grid2(201))
+    kept = [np.flatnonzero(kp) for kp in layers.keep]
+    for k in range(layers.depth):
+        if unstable[k].size < 2:
+            continue
+        I, J = np.array(list(itertools.combinations(unstable[k], 2))).T
+        ls, us, ld, ud = pair_octagons(Ws, bs, lower, upper, layers.lo.numpy(), layers.hi.numpy(), k, I, J)
+        a = pre[k][:, kept[k]]
+        s, d = a[:, I] + a[:, J], a[:, I] - a[:, J]
+        assert np.all(s >= ls - 1e-12) and np.all(s <= us + 1e-12) and np.all(d >= ld - 1e-12) and np.all(d <= ud + 1e-12)
+        assert np.any(us < upper[k][I] + upper[k][J] - 1e-6)  # tighter than the sum of the bounds somewhere
+
+
+def test_cuts_of_one_and_two_neurons_mix_in_one_layer():
+    one = Cuts(np.array([0, 2]), np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0.5, 0.25]))
+    two = Cuts(np.array([[1, 2]]), np.array([[2.0, 2.0]]), np.array([1.0]), np.array([[0.5, -1.0]]))
+    both = one.extend(two)
+    assert both.m == 3 and both.J.shape == (3, 2)
+    h = np.array([[1.0, 2.0, 4.0]])
+    assert both.lhs(h).tolist() == [[1.0, 4.0, 0.5 * 2.0 - 4.0]]
+    assert both.take([False, True, True]).lhs(h).tolist() == [[4.0, -3.0]]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pair_cuts_hold_on_the_box_and_bound_the_root_at_least_as_low(seed):
+    """With two-neuron facets: every kept cut (one- or two-neuron) holds at every grid point of the
+    box, some two-neuron cut is kept, and the root bound stays above the grid maximum and is no
+    higher than with single-neuron cuts alone, after the same rounds."""
+    net = rnet([2, 16, 12, 4], seed + 90)
+    dom = nm.domains.unit_box(2)
+    layers = layers_of(net, dom, interval_bounds(net, dom))
+    ub, root = relax.optimise(layers, relax.NodeBatch.root(layers), iterations=100)
+    *_, tight1, _ = relaxation_cuts(layers, root, ub, rounds=6, min_gain=0.0)
+    cuts, _, tight, stats = relaxation_cuts(layers, root, ub, rounds=6, min_gain=0.0, pairs=6)
+    assert stats.get("pairs", 0) > 0
+    assert any(c is not None and (c.H[:, 1] != 0).any() for c in cuts)  # a two-neuron cut is kept
+    X = grid2(301)
+    pre = net.preactivations(X)
+    kept = [np.flatnonzero(kp) for kp in layers.keep]
+    inputs = [X] + [np.maximum(pre[k - 1][:, kept[k - 1]], 0.0) for k in range(1, layers.depth)]
+    for k, cut in enumerate(cuts):
+        if cut is not None:
+            assert np.all(cut.lhs(np.maximum(pre[k][:, kept[k]], 0.0)) <= inputs[k] @ cut.G.T + cut.e + 1e-12)
+    brute = (net.forward(X) @ ROWS[0].T + ROWS[1]).max(0)
+    assert np.all(tight[0].numpy() >= brute - 1e-9)
+    assert float(tight.max()) <= float(tight1.max()) + 1e-6

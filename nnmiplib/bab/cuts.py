@@ -32,6 +32,15 @@ roots of the tightening's per-neuron searches (:mod:`nnmiplib.bab.tightening`) a
 model with ``z ∈ [0, 1]``, HiGHS, per open row): as tight, but an LP round on a
 5-layer net takes seconds where the whole separation here takes one.
 
+**Two neurons.** The hull of one ReLU cannot see that two neurons of a layer move together.
+:func:`pair_facets` gives the facets of the exact hull of two ReLUs over an octagon of their
+pre-activations (bounds of ``a_i``, ``a_j``, ``a_i ± a_j``: :func:`pair_octagons`; PRIMA's
+two-neuron relaxation, Müller et al. 2022), and :func:`pair_cuts` writes them over the layer's
+inputs like the others; :func:`relaxation_cuts` separates them with ``pairs``. PV's margin
+form, 800x2 digit 1, α bounds, the worst row's LP relaxation: 10.21, 4.98 once the single-neuron
+hull cuts stop gaining, 3.60 with pair facets too (the 40 neurons of each layer with the
+largest relaxation gap); the search does not gain from them yet (:data:`~nnmiplib.bab.search.PAIR_CUTS`).
+
 The cuts are handed to :mod:`nnmiplib.bab.relax`, which adds each with a multiplier
 ``π ≥ 0`` to every node's back-substitution (``f ≤ f + π (g·p + e − h)``) and optimises π
 with α, β — the general cutting planes of GCP-CROWN (Zhang et al., 2022), here with the
@@ -50,29 +59,50 @@ import numpy as np
 
 from ..bounds.cheap import MARGIN
 
-__all__ = ["Cuts", "hull_cuts", "relaxation_cuts", "root_cuts", "with_logit_bounds"]
+__all__ = ["Cuts", "hull_cuts", "pair_cuts", "pair_facets", "pair_octagons", "relaxation_cuts", "root_cuts",
+           "with_logit_bounds"]
 
 
 @dataclass
 class Cuts:
-    """Cuts ``h_J ≤ G p + e`` of one hidden layer of a :class:`~nnmiplib.bab.relax.Layers`
-    (reduced indices): ``J`` ``(m,)`` the neurons, ``G`` ``(m, n_prev)`` over the layer's
-    inputs ``p`` (the free input coordinates for the first hidden layer, else the previous
-    layer's post-activations), ``e`` ``(m,)``; numpy float64, valid on the whole box."""
+    """Cuts ``Σ_t H_t h_{J_t} ≤ G p + e`` of one hidden layer of a
+    :class:`~nnmiplib.bab.relax.Layers` (reduced indices): ``J`` ``(m, q)`` the neurons of each
+    cut and ``H`` ``(m, q)`` their coefficients (a 1-D ``J`` and ``H=None``: one neuron per cut
+    with coefficient 1, ``h_J ≤ G p + e``, as the single-neuron hull gives), ``G`` ``(m, n_prev)``
+    over the layer's inputs ``p`` (the free input coordinates for the first hidden layer, else
+    the previous layer's post-activations), ``e`` ``(m,)``; numpy float64, valid on the whole box."""
 
     J: np.ndarray
     G: np.ndarray
     e: np.ndarray
+    H: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.J = np.asarray(self.J, dtype=np.int64).reshape(len(self.e), -1)
+        self.H = np.ones(self.J.shape) if self.H is None else np.asarray(self.H, dtype=np.float64).reshape(
+            self.J.shape)
 
     @property
     def m(self) -> int:
-        return int(self.J.size)
+        return int(self.J.shape[0])
 
     def extend(self, other: Cuts) -> Cuts:
-        return Cuts(np.concatenate([self.J, other.J]), np.vstack([self.G, other.G]), np.concatenate([self.e, other.e]))
+        q = max(self.J.shape[1], other.J.shape[1])
+
+        def pad(c):  # extra terms on the cut's first neuron, with coefficient 0
+            k = q - c.J.shape[1]
+            return (np.hstack([c.J, np.repeat(c.J[:, :1], k, 1)]), np.hstack([c.H, np.zeros((c.m, k))]))
+
+        (J1, H1), (J2, H2) = pad(self), pad(other)
+        return Cuts(np.vstack([J1, J2]), np.vstack([self.G, other.G]), np.concatenate([self.e, other.e]),
+                    np.vstack([H1, H2]))
 
     def take(self, keep) -> Cuts:
-        return Cuts(self.J[keep], self.G[keep], self.e[keep])
+        return Cuts(self.J[keep], self.G[keep], self.e[keep], self.H[keep])
+
+    def lhs(self, h: np.ndarray) -> np.ndarray:
+        """``Σ_t H_t h_{J_t}`` for post-activations ``h`` ``(..., n)``: ``(..., m)``."""
+        return (h[..., self.J] * self.H).sum(-1)
 
 
 def hull_cuts(W, b, plo, phi, p, h, tol: float = 1e-6):
@@ -122,6 +152,128 @@ def hull_cuts(W, b, plo, phi, p, h, tol: float = 1e-6):
     viol = np.asarray(h, dtype=np.float64) - (G @ p + e)
     sel = np.flatnonzero(ok & (viol > tol))
     return sel, G[sel], e[sel]
+
+
+#: the octagon's sides as ``n·(a_i, a_j) ≤ rhs``: ``a_i ≤ u_i``, ``−a_i ≤ −l_i``, ``a_j ≤ u_j``,
+#: ``−a_j ≤ −l_j``, ``a_i + a_j ≤ us``, ``−(a_i + a_j) ≤ −ls``, ``a_i − a_j ≤ ud``, ``−(a_i − a_j) ≤ −ld``
+_OCTAGON = np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [-1, -1], [1, -1], [-1, 1]], dtype=np.float64)
+
+
+def _orthant_systems():
+    """The 2×2 systems of :func:`pair_facets`: for each sign orthant ``(s_i, s_j)``, its ten sides
+    (the octagon's and ``−s_i a_i ≤ 0``, ``−s_j a_j ≤ 0``) and every pair of non-parallel ones, with
+    the pair's inverse (its entries are 0, ±1 and ±½: exact in floating point)."""
+    signs = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)]
+    sides = np.stack([np.vstack([_OCTAGON, [[-si, 0.0], [0.0, -sj]]]) for si, sj in signs])
+    q, a, b, inv = [], [], [], []
+    for o in range(4):
+        for x in range(10):
+            for y in range(x + 1, 10):
+                M = sides[o, [x, y]]
+                det = M[0, 0] * M[1, 1] - M[0, 1] * M[1, 0]
+                if det != 0.0:
+                    q.append(o), a.append(x), b.append(y)
+                    inv.append(np.array([[M[1, 1], -M[0, 1]], [-M[1, 0], M[0, 0]]]) / det)
+    keep_i = np.array([1.0 if si > 0 else 0.0 for si, _ in signs])  # h_i = a_i where s_i = +1, else 0
+    keep_j = np.array([1.0 if sj > 0 else 0.0 for _, sj in signs])
+    return (np.array(inv), keep_i, keep_j), (np.array(q), np.array(a), np.array(b)), sides
+
+
+_ORTHANT_SYSTEMS, _ORTHANT_PAIRS, _ORTHANT_SIDES = _orthant_systems()
+
+
+def pair_facets(li, ui, lj, uj, ls, us, ld, ud) -> tuple[np.ndarray, np.ndarray]:
+    r"""The facets of the convex hull of two ReLUs over an octagon that couple the two neurons.
+
+    ``P = {(a_i, a_j): l_i ≤ a_i ≤ u_i, l_j ≤ a_j ≤ u_j, ls ≤ a_i + a_j ≤ us, ld ≤ a_i − a_j ≤ ud}``
+    and ``S = {(a_i, a_j, ReLU(a_i), ReLU(a_j)): (a, ·) ∈ P}``. On each of the four sign orthants
+    the map is linear, so ``conv S`` is the hull of the images of the vertices of the four
+    polygons ``P ∩ orthant`` (PRIMA's 2-neuron relaxation, Müller et al. 2022, there
+    approximated; here exact up to the hull's floating point). Qhull gives the normals; each
+    facet's right-hand side is then recomputed as the largest value of its normal over those
+    vertices, widened outward by ``MARGIN·(1 + S)`` (``S`` the magnitude of the terms), so a
+    facet holds on all of ``S`` whatever rounding Qhull made: a slightly tilted normal only
+    loosens it.
+
+    Returns ``(N, r)``: ``N`` ``(f, 4)`` over ``(a_i, a_j, h_i, h_j)`` with ``N·v ≤ r`` on ``S``,
+    normalised to ``max(|N_hi|, |N_hj|) = 1``; only facets with a coefficient on each neuron
+    and on some ``h`` (the single-neuron lines — the triangle — are left out).
+    """
+    from scipy.spatial import ConvexHull, QhullError
+
+    rhs = np.array([ui, -li, uj, -lj, us, -ls, ud, -ld], dtype=np.float64)
+    empty = np.zeros((0, 4)), np.zeros(0)
+    if not np.all(np.isfinite(rhs)) or not (li < 0 < ui and lj < 0 < uj):
+        return empty
+    # every vertex of P ∩ orthant is where two of its sides meet: solve all pairs of sides at once
+    inv, keep_i, keep_j = _ORTHANT_SYSTEMS
+    q, a, b = _ORTHANT_PAIRS
+    rq = np.concatenate([np.tile(rhs, (4, 1)), np.zeros((4, 2))], axis=1)[q]  # each system's orthant's sides
+    v = np.einsum("pij,pj->pi", inv, np.stack([rq[np.arange(len(q)), a], rq[np.arange(len(q)), b]], -1))
+    sides = _ORTHANT_SIDES[q]  # (systems, 10, 2)
+    lhs = np.einsum("psj,pj->ps", sides, v)
+    tol = 1e-9 * (1.0 + np.abs(rq) + np.einsum("psj,pj->ps", np.abs(sides), np.abs(v)))
+    ok = np.all(lhs <= rq + tol, axis=1)  # inside the orthant's polygon (a vertex computed to 1 ulp passes)
+    v = v[ok]
+    pts = np.c_[v, v[:, 0] * keep_i[q[ok]], v[:, 1] * keep_j[q[ok]]]
+    if len(pts) < 5:
+        return empty
+    V = pts
+    try:
+        eq = ConvexHull(V).equations
+    except QhullError:
+        try:
+            eq = ConvexHull(V, qhull_options="QJ").equations
+        except QhullError:
+            return empty
+    N = eq[:, :4]
+    scale = np.abs(N[:, 2:]).max(1)
+    both = (np.abs(N[:, [0, 2]]).max(1) > 1e-9) & (np.abs(N[:, [1, 3]]).max(1) > 1e-9)
+    keep = (scale > 1e-9) & both
+    if not keep.any():
+        return empty
+    N = N[keep] / scale[keep, None]
+    N = np.unique(np.round(N, 12), axis=0)
+    vals = V @ N.T  # (points, facets)
+    mag = np.abs(V) @ np.abs(N).T
+    r = vals.max(0) + MARGIN * (1.0 + np.abs(vals).max(0) + mag.max(0))
+    return N, r
+
+
+def pair_octagons(Ws, bs, lower, upper, lo, hi, k: int, I: np.ndarray, J: np.ndarray):
+    """Bounds ``(ls, us, ld, ud)`` of ``a_i + a_j`` and ``a_i − a_j`` for the pairs ``(I, J)`` of
+    hidden layer ``k`` over the box (numpy, the reduced layers of :func:`_separation_data`):
+    interval arithmetic over the input box for the first hidden layer (exact up to rounding),
+    else back-substitution through the layers before with CROWN's two lower-slope rules (the
+    smaller of both); widened outward like every bound here."""
+    from ..bounds.cheap import backsub_upper, relu_relaxation
+
+    S, D = Ws[k][I] + Ws[k][J], Ws[k][I] - Ws[k][J]
+    rows = np.vstack([S, -S, D, -D])
+    cs = np.concatenate([bs[k][I] + bs[k][J], -(bs[k][I] + bs[k][J]), bs[k][I] - bs[k][J], -(bs[k][I] - bs[k][J])])
+    if k == 0:
+        val = np.maximum(rows, 0.0) @ hi + np.minimum(rows, 0.0) @ lo + cs
+        mag = np.abs(rows) @ np.maximum(np.abs(lo), np.abs(hi)) + np.abs(cs)
+        v = val + MARGIN * (1.0 + np.abs(val) + mag)
+    else:
+        v = np.minimum(*[backsub_upper(rows, cs, Ws[:k], bs[:k],
+                                       [relu_relaxation(lower[t], upper[t], rule) for t in range(k)], lo, hi)
+                         for rule in ("adaptive", "zero")])
+    n = len(I)
+    return -v[n:2 * n], v[:n], -v[3 * n:], v[2 * n:3 * n]
+
+
+def pair_cuts(W, b, pmag, N, r, i: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Facets ``N·(a_i, a_j, h_i, h_j) ≤ r`` (:func:`pair_facets`) as cuts over the layer's inputs
+    ``p`` (``a = W p + b``): ``N_hi h_i + N_hj h_j ≤ G p + e`` with ``G = −(N_ai W_i + N_aj W_j)``,
+    ``e = r − N_ai b_i − N_aj b_j``, ``e`` widened against the rounding of ``G`` and ``e``
+    (``pmag``: the largest magnitude of each input on the box). Returns ``(J, H, G, e)``."""
+    G = -(N[:, :1] * W[i] + N[:, 1:2] * W[j])
+    e = r - N[:, 0] * b[i] - N[:, 1] * b[j]
+    e = e + MARGIN * (1.0 + np.abs(e) + (np.abs(N[:, :1] * W[i]) + np.abs(N[:, 1:2] * W[j])) @ pmag
+                      + np.abs(N[:, 0] * b[i]) + np.abs(N[:, 1] * b[j]))
+    J = np.tile(np.array([i, j], dtype=np.int64), (len(r), 1))
+    return J, N[:, 2:].copy(), G, e
 
 
 def with_logit_bounds(net, lower, upper):
@@ -250,7 +402,7 @@ def root_cuts(net, layers, rows, *, rounds: int = 8, deadline: float | None = No
             continue
         if last_points:
             Xp = np.stack([xs[p_cols[k]] for xs in last_points])
-            Xh = np.stack([xs[h_cols[k][cuts[k].J]] for xs in last_points])
+            Xh = np.stack([cuts[k].lhs(xs[h_cols[k]]) for xs in last_points])
             s = ((Xp @ cuts[k].G.T + cuts[k].e) - Xh).min(0)
             keep = s <= 1e-6 * (1.0 + np.abs(cuts[k].e))
             if max_per_layer is not None and keep.sum() > max_per_layer:
@@ -264,7 +416,8 @@ def root_cuts(net, layers, rows, *, rounds: int = 8, deadline: float | None = No
 
 def relaxation_cuts(layers, nodes, ub, *, rounds: int = 40, iterations: int = 40, deadline: float | None = None,
                     level=None, min_gain: float = 0.002, patience: int = 3, lr: float = 0.05,
-                    per_point: int | None = None, max_cuts: int | None = None) -> tuple[object, object, object, dict]:
+                    per_point: int | None = None, max_cuts: int | None = None,
+                    pairs: int = 0) -> tuple[object, object, object, dict]:
     """Hull cuts separated at the relaxation's own optimum, without an LP (the active-set
     idea of De Palma et al., 2021, on the back-substituted bound).
 
@@ -281,9 +434,12 @@ def relaxation_cuts(layers, nodes, ub, *, rounds: int = 40, iterations: int = 40
     ``per_point``: at most this many new cuts per layer at each point, those whose violation
     times the neuron's coefficient in the bound is largest (None: every violated one).
     ``max_cuts``: at most this many cuts kept at the end, those with the largest π (None: all
-    with a π > 0). Every cut costs each node of a search about ``n_prev`` multiply-adds per
-    row, like a neuron of its layer. The cuts whose π ended 0 at every node and row are
-    dropped: the bound without them is the same.
+    with a π > 0). ``pairs``: also the two-neuron hull's facets (:func:`pair_facets`, over the
+    octagons of :func:`pair_octagons`) violated at each point, for the pairs among the
+    ``pairs`` unstable neurons of each layer whose relaxation gap there, weighed by their
+    coefficient in the bound, is largest (0: none). Every cut costs each node of a search about
+    ``n_prev`` multiply-adds per row, like a neuron of its layer. The cuts whose π ended 0 at
+    every node and row are dropped: the bound without them is the same.
 
     Returns ``(cuts, nodes, ub, stats)``: a :class:`Cuts` or None per hidden layer (the kept
     ones; ``layers.with_cuts(cuts)`` carries them), the nodes with their π (None when no cut
@@ -300,6 +456,39 @@ def relaxation_cuts(layers, nodes, ub, *, rounds: int = 40, iterations: int = 40
     L = layers.depth
     Ws, bs, unstable, box = _separation_data(layers)
     have = [set() for _ in range(L)]  # cuts already held, by neuron and coefficients
+    facets: dict = {}  # (layer, i, j) → the pair's facets (pair_facets), computed once
+    lower_np, upper_np = [x.numpy() for x in layers.lower], [x.numpy() for x in layers.upper]
+    lo_np, hi_np = layers.lo.numpy(), layers.hi.numpy()
+
+    def pair_rows(k, p, hk_full, lam):
+        """The most violated facet of each top pair at the point ``(p, h)``: ``(J, H, G, e)`` rows."""
+        fk = unstable[k]
+        a = Ws[k][fk] @ p + bs[k][fk]
+        gap = hk_full[fk] - np.maximum(a, 0.0)
+        score = np.abs(lam[fk]) * gap
+        top = [t for t in np.argsort(-score, kind="stable")[:pairs] if score[t] > 1e-9]
+        cand = [(top[x], top[y]) for x in range(len(top)) for y in range(x + 1, len(top))]
+        missing = [(fk[x], fk[y]) for x, y in cand if (k, fk[x], fk[y]) not in facets]
+        if missing:
+            I, Jn = np.array([m[0] for m in missing]), np.array([m[1] for m in missing])
+            octs = pair_octagons(Ws, bs, lower_np, upper_np, lo_np, hi_np, k, I, Jn)
+            for q, (i, j) in enumerate(missing):
+                facets[(k, i, j)] = pair_facets(lower_np[k][i], upper_np[k][i], lower_np[k][j], upper_np[k][j],
+                                                *(o[q] for o in octs))
+        out = []
+        pmag = np.maximum(np.abs(box[k][0]), np.abs(box[k][1]))
+        for x, y in cand:
+            i, j = fk[x], fk[y]
+            N, r = facets[(k, i, j)]
+            if not len(r):
+                continue
+            viol = N @ np.array([a[x], a[y], hk_full[i], hk_full[j]]) - r
+            f = int(np.argmax(viol))
+            if viol[f] <= 1e-6 * (1.0 + abs(r[f])) or ("pair", int(i), int(j), f) in have[k]:
+                continue
+            have[k].add(("pair", int(i), int(j), f))
+            out.append(pair_cuts(Ws[k], bs[k], pmag, N[f:f + 1], r[f:f + 1], int(i), int(j)))
+        return out
     if layers.cuts is not None:
         raise ValueError("relaxation_cuts: the layers already carry cuts; pass them without")
     cuts: list = [None] * L
@@ -352,6 +541,15 @@ def relaxation_cuts(layers, nodes, ub, *, rounds: int = 40, iterations: int = 40
                 new = Cuts(fk[sel[keep]], G[keep], e[keep])
                 cuts[k] = new if cuts[k] is None else cuts[k].extend(new)
                 added[k] += len(keep)
+            if pairs and fk.size >= 2:
+                for n, r in where:
+                    got = pair_rows(k, np.clip(pts[k][n, r], lo_k, hi_k), pts[k + 1][n, r], lam_np[k][n, r])
+                    if got:
+                        J2, H2, G2, e2 = (np.concatenate([g[t] for g in got]) for t in range(4))
+                        new = Cuts(J2, G2, e2, H2)
+                        cuts[k] = new if cuts[k] is None else cuts[k].extend(new)
+                        added[k] += len(e2)
+                        stats["pairs"] = stats.get("pairs", 0) + len(e2)
         if not any(added):
             break
         stats["rounds"] += 1

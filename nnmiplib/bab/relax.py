@@ -105,7 +105,7 @@ class Layers:
             out = replace(self, W=c(self.W), b=c(self.b), lower=c(self.lower), upper=c(self.upper),
                           lo=self.lo.to(dtype), hi=self.hi.to(dtype), C=self.C.to(dtype), d=self.d.to(dtype),
                           cuts=None if self.cuts is None else [
-                              None if cut is None else (cut[0], cut[1].to(dtype), cut[2].to(dtype))
+                              None if cut is None else (cut[0], cut[1].to(dtype), cut[2].to(dtype), cut[3].to(dtype))
                               for cut in self.cuts],
                           _cast=None)
             self._cast = {**(self._cast or {}), dtype: (src, out)}
@@ -134,7 +134,7 @@ class Layers:
                    t(np.ravel(d)), keep, free, lo.copy(), lower, upper)
 
     def with_cuts(self, cuts) -> Layers:
-        """The same layers with cutting planes ``h_J ≤ G p + e`` per hidden layer
+        """The same layers with cutting planes ``Σ H h_J ≤ G p + e`` per hidden layer
         (:class:`nnmiplib.bab.cuts.Cuts` or None each, on these layers' reduced indices), valid
         on the whole box; :func:`bound` adds each with a multiplier π ≥ 0 (``NodeBatch.pi``)."""
         import torch
@@ -154,13 +154,14 @@ class Layers:
                                  f"and {n_prev} inputs")
             out.append((torch.as_tensor(np.asarray(cut.J, dtype=np.int64)),
                         torch.as_tensor(np.asarray(cut.G, dtype=np.float64)),
-                        torch.as_tensor(np.asarray(cut.e, dtype=np.float64))))
+                        torch.as_tensor(np.asarray(cut.e, dtype=np.float64)),
+                        torch.as_tensor(np.asarray(cut.H, dtype=np.float64))))
         return replace(self, cuts=out, _cast=None)
 
     @property
     def cut_counts(self) -> list[int]:
         """Number of cuts per hidden layer (0 where none)."""
-        return [0 if c is None else int(c[0].numel()) for c in (self.cuts or [None] * self.depth)]
+        return [0 if c is None else int(c[0].shape[0]) for c in (self.cuts or [None] * self.depth)]
 
     @property
     def depth(self) -> int:
@@ -403,8 +404,8 @@ def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lam
     coefficients ``Λ_k`` ``(N, R, n_k)`` on the post-activations ``h^k`` of every hidden layer
     (what branching scores read) followed by those on the (reduced) input, else ``None``.
 
-    Cuts ``h_J ≤ G p + e`` of ``layers.cuts`` (``p`` the layer's inputs) enter with their
-    multipliers ``π = nodes.pi`` ≥ 0: ``max f ≤ max (f + π (G p + e − h_J))``.
+    Cuts ``Σ H h_J ≤ G p + e`` of ``layers.cuts`` (``p`` the layer's inputs) enter with their
+    multipliers ``π = nodes.pi`` ≥ 0: ``max f ≤ max (f + π (G p + e − Σ H h_J))``.
     """
     import torch
 
@@ -424,9 +425,10 @@ def bound(layers: Layers, nodes: NodeBatch, *, need_grad: bool = False, keep_lam
             relax = node_relaxations(layers, nodes)
         for k in range(L - 1, -1, -1):  # hidden layer k+1: h = ReLU(a), a = W^k h^k + b^k
             cut = None if cuts is None else cuts[k]
-            if cut is not None:  # π (G p + e − h_J): −π on the cut neurons' h
+            if cut is not None:  # π (G p + e − Σ H h_J): −π H on the cut neurons' h
                 P = nodes.pi[k] if projected else nodes.pi[k].clamp(min=0.0)
-                Lam = Lam.index_add(-1, cut[0], -P)
+                for t in range(cut[0].shape[1]):
+                    Lam = Lam.index_add(-1, cut[0][:, t], -P * cut[3][:, t])
             if keep_lambdas:
                 lams[k] = Lam.detach()
             su, tu, lin, free, sgn = relax[k]

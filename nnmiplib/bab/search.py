@@ -886,6 +886,16 @@ def _with_caps(res: BabResult, capped: dict) -> BabResult:
 #: digit 8 32.9 against 36.7); the LP cannot run in ``verify``'s time at all.
 CUT_METHOD = "relaxation"
 
+#: with cuts separated at the relaxation's optimum: the two-neuron hull's facets too, for the pairs
+#: among this many unstable neurons of each layer at each point (:func:`nnmiplib.bab.cuts.relaxation_cuts`'s
+#: ``pairs``; 0: single-neuron cuts only). They lower the root, not the search's end: PV's margin
+#: form on 800x2 (α bounds on the neighbours box), 10 rounds at the root, worst row 5.01 without
+#: (23 rounds, 2.6 s) and 3.74 with 8 (3.3 s); optimised for 120 s (tightening first), digits 1 / 3 / 8
+#: end at dual bounds −0.955 / 8.14 / 3.54 with 8 against −0.908 / 7.63 / 3.28 without (incumbents
+#: −1.314 / 2.00 / −2.278): the tightened bounds leave the pairs less to cut, and every node carries
+#: the extra cuts (131–218 k nodes against 150–236 k)
+PAIR_CUTS = 0
+
 #: with cuts (``solve(..., cuts=…)``), the share of each layer's tightening spent on hull cuts at
 #: its targets' roots (:func:`nnmiplib.bab.tightening.tighten_layer`). 0: none — it depends on the
 #: net. PV's margin form, 120 s, with 0.2: 200x5 digit 1 ends at a dual bound of 3.68 against 5.12
@@ -914,7 +924,7 @@ def _find_cuts(net, layers, row_ub: np.ndarray, level: float | None, share: floa
     ub = torch.as_tensor(np.asarray(row_ub, dtype=np.float64))[None]
     if root is None:
         ub, root = R.optimise(layers, R.NodeBatch.root(layers), iterations=60, deadline=until)
-    found, root, ub, stats = relaxation_cuts(layers, root, ub, deadline=until,
+    found, root, ub, stats = relaxation_cuts(layers, root, ub, deadline=until, pairs=PAIR_CUTS,
                                              level=None if level is None else torch.tensor([float(level)]))
     return (found if stats["kept"] else None), stats, (root, ub)
 
