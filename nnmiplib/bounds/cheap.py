@@ -328,7 +328,8 @@ def crown_arrays(weights, biases, lo, hi, interval=None, lower_slope="best",
     others keep those interval bounds. A stable neuron's relaxation is exact whatever its
     bounds (h = a or h = 0), so every unstable neuron and the logits get bounds at least as
     tight as without it — only stable neurons' own bounds are looser — at a fraction of the
-    cost on small domains, where most neurons are stable.
+    cost on small domains, where most neurons are stable. For the same reason each further
+    slope rule back-substitutes only the neurons the earlier rules left unstable.
     """
     if interval is None:
         interval = interval_arrays(weights, biases, lo, hi)
@@ -358,6 +359,7 @@ def crown_arrays(weights, biases, lo, hi, interval=None, lower_slope="best",
                 low, up = clip_to(l2, u2, low, up)
             else:  # low, up are clip_to's own arrays here (not the interval's): update in place
                 low[rows], up[rows] = clip_to(l2, u2, low[rows], up[rows])
+                rows = rows[(low[rows] < 0) & (up[rows] > 0)]  # the next rule: only those still unstable
         lowers.append(low)
         uppers.append(up)
         if m < len(weights) - 1:
