@@ -596,11 +596,11 @@ def fig_anytime(df, points: int = 60, cap: float = 10.0):
     import seaborn as sns
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ends = [p[0] for t in (df.trajectory if "trajectory" in df else []) if isinstance(t, list) and t for p in t[-1:]]
-    if not ends:
+    trajs = [t for t in (df.trajectory if "trajectory" in df else []) if isinstance(t, list) and t]
+    if not trajs:
         return placeholder("not yet run: no branch-and-bound trajectory at this scale")
-    first = min((p[0] for t in df.trajectory if isinstance(t, list) for p in t if p[0] > 0), default=1e-2)
-    times = np.geomspace(max(first, 1e-2), max(max(ends), 2 * max(first, 1e-2)), points)
+    first = max(1e-2, min((p[0] for t in trajs for p in t if p[0] > 0), default=1e-2))
+    times = np.geomspace(first, max(max(t[-1][0] for t in trajs), 2 * first), points)
     g = gap_over_time(df, times)
     g["gap %"] = 100 * np.clip(g.gap.astype(float), 1e-6, cap)
     med = g.groupby(["arch", "label", "time"], as_index=False)["gap %"].median()
