@@ -230,3 +230,38 @@ def test_inputs_fixed_by_the_box_fold_into_the_rows(relax):
     tm.set_objective(c, "max")
     stm.set_objective(sc, "max")
     assert B(tm, threads=1).solve().objective == pytest.approx(B(stm, threads=1).solve().objective, abs=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_leaving_out_inactive_rows_keeps_every_logit_optimum(seed):
+    """``inactive_rows=False`` drops the row of each stably inactive hidden neuron (and no other);
+    every logit's maximum and minimum over the box are those of the full model, and with the
+    input fixed the logits and every other neuron's pre-activation are the forward pass."""
+    net = random_net(seed, sizes=(4, 12, 10, 3))
+    nm_b = nm.Network([w for w in net.weights], [b - 0.8 * (l < 2) for l, b in enumerate(net.biases)])
+    dom = nm.domains.box(-np.ones(4) * 0.5, np.ones(4) * 0.5)
+    b = cheap_bounds(nm_b, dom)
+    full, lean = encode(nm_b, dom, b), encode(nm_b, dom, b, inactive_rows=False)
+    dead = sum(int(np.sum((b.upper[l] <= 0) & (b.lower[l] < 0))) for l in range(nm_b.depth))
+    assert dead > 0 and lean.n_rows == full.n_rows - dead and lean.n_vars == full.n_vars
+    for sense in ("max", "min"):
+        for k in range(nm_b.n_outputs):
+            vals = []
+            for m in (full, lean):
+                c = np.zeros(m.n_vars)
+                c[m.nets[0].a[-1][k]] = 1.0
+                be = get_backend("highs")(m, mip_gap=1e-9)
+                be.set_objective(c, sense)
+                vals.append(be.solve().objective)
+            assert vals[1] == pytest.approx(vals[0], abs=1e-7)
+    be = get_backend("highs")(lean)
+    x0 = dom.sample(1, np.random.default_rng(seed))[0]
+    be.set_col_bounds(lean.x, x0, x0)
+    c = np.zeros(lean.n_vars)
+    c[lean.nets[0].a[-1][0]] = 1.0
+    be.set_objective(c, "max")
+    sol = be.solve()
+    want = nm_b.preactivations(x0)
+    for l, cols in enumerate(lean.nets[0].a):
+        live = np.ones(cols.size, bool) if l == nm_b.depth else ~((b.upper[l] <= 0) & (b.lower[l] < 0))
+        np.testing.assert_allclose(sol.x[cols][live], want[l][live], atol=1e-6)

@@ -253,7 +253,7 @@ def _fold_fixed(model: MipModel, prev: np.ndarray, W: np.ndarray, b: np.ndarray)
     return W[:, ~fixed], b + s - delta, b + s + delta, ~fixed
 
 
-def _encode_net(model: MipModel, net: Network, bounds, *, relax: bool, stop: int) -> NetVars:
+def _encode_net(model: MipModel, net: Network, bounds, *, relax: bool, stop: int, inactive_rows: bool = True) -> NetVars:
     """Append one network's variables and rows (1.1)–(1.7) to ``model``, input = ``model.x``."""
     lower, upper = _check_bounds(net, bounds, stop)
     nv = NetVars(net=net)
@@ -265,13 +265,19 @@ def _encode_net(model: MipModel, net: Network, bounds, *, relax: bool, stop: int
         W, r_lo, r_hi, keep = _fold_fixed(model, prev, net.weights[l], net.biases[l])
         a = model.add_vars(n, lower[l], upper[l])
         nv.a.append(a)
+        # inactive_rows=False: a stably inactive hidden neuron's row is left out (encode)
+        live = np.ones(n, bool) if (inactive_rows or l == stop or l == net.depth) else \
+            ~((upper[l] <= 0) & (lower[l] < 0))
+        if not live.all():
+            W, r_lo, r_hi = W[live], r_lo[live], r_hi[live]
+        nl = int(live.sum())
         Wd = sp.csr_matrix(W)
         Wd.eliminate_zeros()
         coo = Wd.tocoo()
-        rows = np.concatenate([np.arange(n), coo.row])
-        cols = np.concatenate([a, prev[keep][coo.col]])
-        data = np.concatenate([np.ones(n), -coo.data])
-        model.add_rows(sp.csr_matrix((data, (rows, cols)), shape=(n, model.n_vars)), r_lo, r_hi)
+        rows = np.concatenate([np.arange(nl), coo.row])
+        cols = np.concatenate([a[live], prev[keep][coo.col]])
+        data = np.concatenate([np.ones(nl), -coo.data])
+        model.add_rows(sp.csr_matrix((data, (rows, cols)), shape=(nl, model.n_vars)), r_lo, r_hi)
         if l == stop or l == net.depth:
             break
         lo, hi = lower[l], upper[l]
@@ -308,7 +314,8 @@ def _encode_net(model: MipModel, net: Network, bounds, *, relax: bool, stop: int
     return nv
 
 
-def encode(nets, domain: Box, bounds, *, relax: bool = False, stop_layer: int | None = None) -> MipModel:
+def encode(nets, domain: Box, bounds, *, relax: bool = False, stop_layer: int | None = None,
+           inactive_rows: bool = True) -> MipModel:
     """Build the Big-M model (1.1)–(1.8) of one or several networks sharing one input.
 
     Parameters
@@ -325,6 +332,15 @@ def encode(nets, domain: Box, bounds, *, relax: bool = False, stop_layer: int | 
     stop_layer : int, optional
         ``m``: build hidden layers ``< m`` and the pre-activations ``a[m]`` only (the
         model of problems P_nm / P̄_nm of Algorithm 1). Default: up to the logits.
+    inactive_rows : bool
+        ``False``: leave out the row (1.1) of every stably inactive hidden neuron (upper
+        bound ≤ 0). Its h is the constant 0, so no other row reads its ``a``, which keeps its
+        column and bounds but is no longer tied to the input (its value in a solution means
+        nothing). Only for bounds that hold on the whole domain: where a bound is a phase
+        decision (a node's, a leaf's), that row is what enforces it. On a small box most
+        first-layer neurons are inactive and their dense rows are most of the model: the
+        3000x1 net and its pruned copy on an L∞ 0.02 ball, 6 384 rows and 3.5 M nonzeros
+        against 845 and 0.3 M, which HiGHS's presolve took 27 s to find, past a 20 s limit.
 
     Returns
     -------
@@ -350,7 +366,7 @@ def encode(nets, domain: Box, bounds, *, relax: bool = False, stop_layer: int | 
         stop = net.depth if stop_layer is None else int(stop_layer)
         if not 0 <= stop <= net.depth:
             raise ValueError(f"stop_layer must be in 0..{net.depth} for {net!r}, got {stop_layer}")
-        model.nets.append(_encode_net(model, net, bd, relax=relax, stop=stop))
+        model.nets.append(_encode_net(model, net, bd, relax=relax, stop=stop, inactive_rows=inactive_rows))
     return model
 
 

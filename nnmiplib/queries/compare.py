@@ -172,7 +172,7 @@ def maxout(net1: Network, net2: Network, domain: Box, c1: int, c2: int, tau: flo
             res.extra["difference_c1_c2_upper"] = u12
 
     def build(with_difference: bool):
-        model = encode(nets, domain, bds)
+        model = encode(nets, domain, bds, inactive_rows=False)
         a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
         rows = []
         for a, c in ((a1, c1), (a2, c2)):

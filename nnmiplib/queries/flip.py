@@ -146,7 +146,7 @@ def _flip_model(nets, domain, bds, strict: float = 0.0, db=None):
     from ..mip.encode import encode
 
     net1 = nets[0]
-    model = encode(nets, domain, bds)
+    model = encode(nets, domain, bds, inactive_rows=False)
     const_obj = 0.0
     rows, rl, rh, omegas = [], [], [], []
     for l in range(net1.depth):

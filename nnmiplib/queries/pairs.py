@@ -206,7 +206,7 @@ def logit_change_model(nets, domain: Box, bds, db: DifferenceBounds | None = Non
 
     Returns (model, w column, fill) with ``fill(vec)`` completing a point of :meth:`MipModel.point`.
     """
-    model = encode(nets, domain, bds)
+    model = encode(nets, domain, bds, inactive_rows=False)
     a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
     K = a1.size
     dlo = bds[0].lower[-1] - bds[1].upper[-1]
@@ -413,7 +413,7 @@ def _decide(model, tcol, solver, budget, start, tau, first_only, lower=0.0):
 
 def _winner_model(net, domain, bd, k, hi_t):
     """max t s.t. a_k − a_j ≥ t (j ≠ k), t ≤ ``hi_t``: can ``net`` answer k by a margin t?"""
-    model = encode(net, domain, bd)
+    model = encode(net, domain, bd, inactive_rows=False)
     a = logit_cols(model, 0)
     t = int(model.add_vars(1, -np.inf, hi_t)[0])
     add_rows(model, [{int(a[k]): 1.0, int(a[j]): -1.0, t: -1.0} for j in range(a.size) if j != k], 0.0, np.inf)
@@ -429,7 +429,7 @@ def _winner_model(net, domain, bd, k, hi_t):
 def _pair_model(nets, domain, bds, db, hidden, c1, c2, hi_t, ud):
     """max t s.t. a¹_{c1} − a¹_k ≥ t (k ≠ c1), a²_{c2} − a²_k ≥ t (k ≠ c2), t ≤ ``hi_t``;
     with ``db`` also the δ columns and 2t ≤ δ_{c1} − δ_{c2} ≤ ``ud``."""
-    model = encode(nets, domain, bds)
+    model = encode(nets, domain, bds, inactive_rows=False)
     a1, a2 = logit_cols(model, 0), logit_cols(model, 1)
     dv = add_pair_difference(model, db, hidden) if db is not None else None
     t = int(model.add_vars(1, -np.inf, hi_t)[0])
