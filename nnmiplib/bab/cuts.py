@@ -218,12 +218,11 @@ def pair_facets(li, ui, lj, uj, ls, us, ld, ud) -> tuple[np.ndarray, np.ndarray]
     pts = np.c_[v, v[:, 0] * keep_i[q[ok]], v[:, 1] * keep_j[q[ok]]]
     if len(pts) < 5:
         return empty
-    V = pts
     try:
-        eq = ConvexHull(V).equations
+        eq = ConvexHull(pts).equations
     except QhullError:
         try:
-            eq = ConvexHull(V, qhull_options="QJ").equations
+            eq = ConvexHull(pts, qhull_options="QJ").equations
         except QhullError:
             return empty
     N = eq[:, :4]
@@ -234,8 +233,8 @@ def pair_facets(li, ui, lj, uj, ls, us, ld, ud) -> tuple[np.ndarray, np.ndarray]
         return empty
     N = N[keep] / scale[keep, None]
     N = np.unique(np.round(N, 12), axis=0)
-    vals = V @ N.T  # (points, facets)
-    mag = np.abs(V) @ np.abs(N).T
+    vals = pts @ N.T  # (points, facets)
+    mag = np.abs(pts) @ np.abs(N).T
     r = vals.max(0) + MARGIN * (1.0 + np.abs(vals).max(0) + mag.max(0))
     return N, r
 
@@ -251,10 +250,8 @@ def pair_octagons(Ws, bs, lower, upper, lo, hi, k: int, I: np.ndarray, J: np.nda
     S, D = Ws[k][I] + Ws[k][J], Ws[k][I] - Ws[k][J]
     rows = np.vstack([S, -S, D, -D])
     cs = np.concatenate([bs[k][I] + bs[k][J], -(bs[k][I] + bs[k][J]), bs[k][I] - bs[k][J], -(bs[k][I] - bs[k][J])])
-    if k == 0:
-        val = np.maximum(rows, 0.0) @ hi + np.minimum(rows, 0.0) @ lo + cs
-        mag = np.abs(rows) @ np.maximum(np.abs(lo), np.abs(hi)) + np.abs(cs)
-        v = val + MARGIN * (1.0 + np.abs(val) + mag)
+    if k == 0:  # no layer to push back through: the box's maximum of each row, widened
+        v = backsub_upper(rows, cs, [], [], [], lo, hi)
     else:
         v = np.minimum(*[backsub_upper(rows, cs, Ws[:k], bs[:k],
                                        [relu_relaxation(lower[t], upper[t], rule) for t in range(k)], lo, hi)
