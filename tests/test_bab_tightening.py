@@ -270,10 +270,12 @@ def test_stable_neurons_bounds_enter_the_root_bound(seed):
         assert float(without[0, 0]) > -0.3 and float(with_g[0, 0]) < lp + 0.1 < -0.7
 
 
+@pytest.mark.parametrize("memory", [0, 2**20])
 @pytest.mark.parametrize("case", ["fewer", "as many", "more", "grow"])
-def test_the_pool_replaces_parents_by_children_as_a_set(case):
+def test_the_pool_replaces_parents_by_children_as_a_set(case, memory):
     """The open nodes of a layer's search (tightening._Pool): after a round the pool holds exactly
-    the nodes it kept and the children, each with its own bound, target and leaf flag."""
+    the nodes it kept and the children, each with its own bound, target and leaf flag — whether
+    its storage grows (``memory`` 0) or was reserved for the budget up front (then never moved)."""
     from nnmiplib.bab.tightening import _Pool
 
     net = rnet([2, 6, 5, 1], 0)
@@ -284,7 +286,10 @@ def test_the_pool_replaces_parents_by_children_as_a_set(case):
     nodes = relax.NodeBatch.root(lay, n)
     nodes.alpha[0][:] = torch.arange(n, dtype=torch.float64)[:, None, None]  # node i's mark: α = i
     nodes = relax.without_gamma(nodes)
-    pool = _Pool(nodes, torch.arange(n, dtype=torch.float64), torch.arange(n) % 3, torch.arange(n) % 2 == 0)
+    pool = _Pool(nodes, torch.arange(n, dtype=torch.float64), torch.arange(n) % 3, torch.arange(n) % 2 == 0,
+                 memory=memory)
+    where = [t.data_ptr() for t in pool._data]
+    assert (pool._data[0].shape[0] > 100) == (memory > 0)
     slots = torch.tensor([0, 5, 11, 7])
     m = {"fewer": 2, "as many": 4, "more": 7, "grow": 40}[case]
     kids = relax.NodeBatch.root(lay, m)
@@ -300,3 +305,5 @@ def test_the_pool_replaces_parents_by_children_as_a_set(case):
     assert torch.equal(pool.tid, torch.where(marks >= 100, 7, marks.long() % 3))
     assert torch.equal(pool.leaf, (marks < 100) & (marks.long() % 2 == 0))
     assert all(t.shape[0] == pool.n for t in (*pool.nodes.split, *pool.nodes.beta))
+    if memory:
+        assert [t.data_ptr() for t in pool._data] == where
