@@ -439,9 +439,12 @@ def test_the_tightening_stops_once_its_bounds_refute_every_open_disjunct(tmp_pat
     text = _v1_head() + f"(assert (or (and (>= Y_0 (+ Y_1 {thr!r}))) (and (>= Y_2 (+ Y_1 {thr!r})))))\n"
     res = verify(parse_query(text), {"N": load_onnx(net.to_onnx(tmp_path / "f.onnx"))}, timeout=30, engine="bab")
     assert res.status == "unsat", res.log
-    assert sum("first look: timeout" in line for line in res.log) == 2, res.log
+    # the first look leaves both disjuncts open (once in a full parallel test run it refuted one
+    # within its few microseconds; the tightening must then stop on refuting the other alone)
+    left_open = sum("first look: timeout" in line for line in res.log)
+    assert left_open >= 1, res.log
     assert any("stopped: the bounds so far refute the box" in line for line in res.log), res.log
-    assert sum("on bounds tightened so far" in line for line in res.log) == 2, res.log
+    assert sum("on bounds tightened so far" in line for line in res.log) == left_open, res.log
     assert res.time < engine.TIGHTEN_SHARE * 30
 
 
