@@ -89,7 +89,8 @@ class _Pool:
     in storage with spare rows: a round writes its children into its parents' slots and appends
     the rest, and the slots left over are filled from the end — copies of the size of a round,
     where concatenating the kept nodes with the children copies the whole pool every round (a
-    third of a layer's time on 256x4 MNIST once the pool holds tens of thousands of nodes)."""
+    third of a layer's time on 256x4 MNIST once the pool holds tens of thousands of nodes).
+    ``memory``: bytes of nodes to reserve storage for up front (:meth:`_grow`)."""
 
     def __init__(self, nodes: R.NodeBatch, ub, tid, leaf, memory: int = 0):
         from dataclasses import fields
