@@ -265,9 +265,13 @@ def _encode_net(model: MipModel, net: Network, bounds, *, relax: bool, stop: int
         W, r_lo, r_hi, keep = _fold_fixed(model, prev, net.weights[l], net.biases[l])
         a = model.add_vars(n, lower[l], upper[l])
         nv.a.append(a)
+        hidden = not (l == stop or l == net.depth)
+        if hidden:
+            lo, hi = lower[l], upper[l]
+            active = lo >= 0
+            inactive = (hi <= 0) & ~active
         # inactive_rows=False: a stably inactive hidden neuron's row is left out (encode)
-        live = np.ones(n, bool) if (inactive_rows or l == stop or l == net.depth) else \
-            ~((upper[l] <= 0) & (lower[l] < 0))
+        live = ~inactive if (hidden and not inactive_rows) else np.ones(n, bool)
         if not live.all():
             W, r_lo, r_hi = W[live], r_lo[live], r_hi[live]
         nl = int(live.sum())
@@ -278,11 +282,8 @@ def _encode_net(model: MipModel, net: Network, bounds, *, relax: bool, stop: int
         cols = np.concatenate([a[live], prev[keep][coo.col]])
         data = np.concatenate([np.ones(nl), -coo.data])
         model.add_rows(sp.csr_matrix((data, (rows, cols)), shape=(nl, model.n_vars)), r_lo, r_hi)
-        if l == stop or l == net.depth:
+        if not hidden:
             break
-        lo, hi = lower[l], upper[l]
-        active = lo >= 0
-        inactive = (hi <= 0) & ~active
         unstable = ~active & ~inactive
         H, Hbar = np.maximum(0.0, hi), np.maximum(0.0, -lo)
         h = a.copy()  # stably active: h = a (same column)
