@@ -106,3 +106,74 @@ def test_search_workers_follow_omp_num_threads(monkeypatch):
         assert search_workers() == n_cores()
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert search_workers() == n_cores()
+
+
+def openblas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    found = [i["num_threads"] for i in threadpool_info() if i["internal_api"] == "openblas"]
+    assert found, "numpy's wheels bring OpenBLAS: the test needs it loaded"
+    return found
+
+
+def test_quiet_blas_holds_numpys_blas_to_one_thread_until_its_last_user_ends():
+    import threading
+
+    from threadpoolctl import ThreadpoolController
+
+    from nnmiplib.machine import quiet_blas
+
+    with ThreadpoolController().select(internal_api="openblas").limit(limits=2):
+        assert set(openblas_threads()) == {2}
+        with quiet_blas():
+            assert set(openblas_threads()) == {1}
+            with quiet_blas():  # nested: a search inside a search's tightening
+                assert set(openblas_threads()) == {1}
+            assert set(openblas_threads()) == {1}  # the outer user still runs
+            entered, leave = threading.Event(), threading.Event()
+
+            def other():  # a disjunct searched side by side, ending first
+                with quiet_blas():
+                    entered.set()
+                    leave.wait(10)
+
+            t = threading.Thread(target=other)
+            t.start()
+            assert entered.wait(10)
+            leave.set()
+            t.join()
+            assert set(openblas_threads()) == {1}
+        assert set(openblas_threads()) == {2}  # the caller's own setting is back
+        with pytest.raises(RuntimeError, match="boom"), quiet_blas():
+            raise RuntimeError("boom")
+        assert set(openblas_threads()) == {2}  # … also after an error
+
+
+def test_search_and_tightening_run_with_numpys_blas_on_one_thread(monkeypatch):
+    from threadpoolctl import ThreadpoolController
+
+    from nnmiplib.bab import search, tightening
+
+    seen = []
+
+    def spy(module, name):
+        real = getattr(module, name)
+
+        def wrapped(*args, **kwargs):
+            seen.append((name, tuple(openblas_threads())))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapped)
+
+    spy(search, "_solve")
+    spy(tightening, "tighten_layer")
+    net = rnet([3, 10, 10, 3], 4)
+    dom = nm.domains.unit_box(3)
+    b = crown_bounds(net, dom)
+    with ThreadpoolController().select(internal_api="openblas").limit(limits=2):
+        nm.bab.solve(net, dom.lo, dom.hi, np.array([[1.0, -1.0, 0.0]]), np.zeros(1), lower=b.lower[:-1],
+                     upper=b.upper[:-1], time_limit=2.0, workers=2, split_rows=False)
+        nm.bab.tighten(net, dom.lo, dom.hi, b.lower[:-1], b.upper[:-1], time_limit=0.5)
+        assert set(openblas_threads()) == {2}
+    assert {name for name, _ in seen} == {"_solve", "tighten_layer"}
+    assert all(set(threads) == {1} for _, threads in seen), seen

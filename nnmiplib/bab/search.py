@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..machine import available_memory, search_workers
+from ..machine import available_memory, quiet_blas, search_workers
 from . import relax as R
 from .branch import Pseudocosts, children, choose
 from .cuts import relaxation_cuts, root_cuts
@@ -599,21 +599,22 @@ def solve(net, lo, hi, C, d, *, lower, upper, groups=None, objective=None, thres
     args = (rel_gap, abs_gap, deadline, batch, root_iterations, iterations, k_candidates, pseudocosts, max_nodes, refine,
             search_workers() if workers is None else workers)
     try:
-        if (split_rows is None or split_rows) and single and C.shape[0] > 1:
-            return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
-                                  initial_points, t0, links=links, tighten=tighten, cuts=cuts, cancel=cancel)
-        if tighten > 0 and deadline is not None and len(lower) >= 2:
-            return _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed,
-                                    initial_points, t0, tighten, witness=witness, leaf=leaf, links=links,
-                                    cancel=cancel, cut_share=cuts, row_caps=row_caps)
-        capped = None
-        if row_caps > 0:
-            capped = _cap_rows(net, lo, hi, C, d, lower, upper, obj, row_caps, args, attack_starts, seed,
-                               initial_points, t0, links=links, cancel=cancel, cut_share=cuts)
-            obj, initial_points = capped["objective"], capped["points"]
-        res = _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
-                     t0, witness=witness, leaf=leaf, links=links, cancel=cancel, cut_share=cuts)
-        return res if capped is None else _with_caps(res, capped)
+        with quiet_blas():  # numpy's idle BLAS threads off the workers' cores
+            if (split_rows is None or split_rows) and single and C.shape[0] > 1:
+                return _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_starts, seed,
+                                      initial_points, t0, links=links, tighten=tighten, cuts=cuts, cancel=cancel)
+            if tighten > 0 and deadline is not None and len(lower) >= 2:
+                return _solve_tightened(net, lo, hi, C, d, lower, upper, obj, threshold, args, attack_starts, seed,
+                                        initial_points, t0, tighten, witness=witness, leaf=leaf, links=links,
+                                        cancel=cancel, cut_share=cuts, row_caps=row_caps)
+            capped = None
+            if row_caps > 0:
+                capped = _cap_rows(net, lo, hi, C, d, lower, upper, obj, row_caps, args, attack_starts, seed,
+                                   initial_points, t0, links=links, cancel=cancel, cut_share=cuts)
+                obj, initial_points = capped["objective"], capped["points"]
+            res = _solve(net, lo, hi, C, d, lower, upper, obj, threshold, *args, attack_starts, seed, initial_points,
+                         t0, witness=witness, leaf=leaf, links=links, cancel=cancel, cut_share=cuts)
+            return res if capped is None else _with_caps(res, capped)
     finally:
         torch.set_num_threads(prev_threads)
 

@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 
+from ..machine import quiet_blas
 from ..network import Network
 from . import relax as R
 from .branch import Pseudocosts, children, choose
@@ -379,21 +380,22 @@ def tighten(net: Network, lo, hi, lower, upper, *, time_limit: float, layers=Non
         return ask if stop is not None else None
 
     try:
-        for k, end in enumerate(ends):
-            for i, m in enumerate(todo):
-                left = end * float(time_limit) - (time.perf_counter() - t0)
-                if left <= 0:
-                    break
-                r = tighten_layer(net, lo, hi, lower, upper, m, time_limit=left / (len(todo) - i), stop=asked(m),
-                                  **kw)
-                lower[m], upper[m] = r.pop("lower"), r.pop("upper")
-                stats.append({"layer": m, "pass": k, **r})
-                if r["stopped"]:
-                    return lower, upper, stats
-                last = i + 1 == len(todo)
-                if stop is not None and (not last or k + 1 < len(ends)) and asked(m, force=last)(lower[m], upper[m]):
-                    stats[-1]["stopped"] = True
-                    return lower, upper, stats
+        with quiet_blas():  # numpy's idle BLAS threads off the cores torch uses
+            for k, end in enumerate(ends):
+                for i, m in enumerate(todo):
+                    left = end * float(time_limit) - (time.perf_counter() - t0)
+                    if left <= 0:
+                        break
+                    r = tighten_layer(net, lo, hi, lower, upper, m, time_limit=left / (len(todo) - i), stop=asked(m),
+                                      **kw)
+                    lower[m], upper[m] = r.pop("lower"), r.pop("upper")
+                    stats.append({"layer": m, "pass": k, **r})
+                    if r["stopped"]:
+                        return lower, upper, stats
+                    last = i + 1 == len(todo)
+                    if stop is not None and (not last or k + 1 < len(ends)) and asked(m, force=last)(lower[m], upper[m]):
+                        stats[-1]["stopped"] = True
+                        return lower, upper, stats
     finally:
         torch.set_num_threads(prev)
     return lower, upper, stats
