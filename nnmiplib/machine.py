@@ -59,7 +59,7 @@ _BLAS_STATE: dict = {"users": 0, "limiter": None}
 def quiet_blas():
     """Run the block with numpy's OpenBLAS on one thread (``threadpoolctl``), then restore it.
 
-    After each call OpenBLAS keeps its idle threads spinning for a while (about 0.1 s), and a
+    After each call OpenBLAS keeps its idle threads spinning for a while (its thread timeout), and a
     branch and bound calls numpy's BLAS between every two batches (the float64 checks of its
     points): those spinning threads took the cores that the search's workers bound nodes on.
     Two workers on two cores then bounded no more nodes than one (PV's 200x5 net, digit 1, one
