@@ -63,8 +63,8 @@ def quiet_blas():
     branch and bound calls numpy's BLAS between every two batches (the float64 checks of its
     points): those spinning threads took the cores that the search's workers bound nodes on.
     Two workers on two cores then bounded no more nodes than one (PV's 200x5 net, digit 1, one
-    margin row, 10 s: 72 k nodes with one worker or two; 97 k with two and numpy's BLAS on one
-    thread). numpy's products in a search are small, so one thread costs them little.
+    margin row, 10 s: about 70 k nodes with one worker, 72 k with two; 97 k with two and
+    numpy's BLAS on one thread). numpy's products in a search are small, so one thread costs them little.
 
     Nested and concurrent uses (the verifier's disjuncts searched side by side) share one limit,
     lifted when the last of them ends. A numpy built on another BLAS is left as it is.
