@@ -128,6 +128,25 @@ def test_optimisation_reaches_the_brute_force_maximum(seed):
     assert [t for t, _, _ in r.trajectory] == sorted(t for t, _, _ in r.trajectory)
 
 
+@pytest.mark.parametrize("tighten", [0.0, 0.3])
+def test_optimising_row_by_row_without_a_starting_point_searches_every_row(tighten):
+    """No attack and no initial point: before any point, every row is open (it used to be compared
+    with −∞ plus an infinite gap, so no row was searched and the root bound came back as
+    "optimal" without a point)."""
+    net = rnet([2, 10, 10, 10, 3], 4)
+    dom = nm.domains.unit_box(2)
+    b = interval_bounds(net, dom)
+    C, d = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]]), np.zeros(2)
+    brute = float((net.forward(grid2(601)) @ C.T + d).max())
+    r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=30, attack_starts=0,
+              tighten=tighten)
+    assert r.status == "optimal" and r.x is not None
+    if not tighten:  # (with it, the tightening's own searches of the rows may close them first)
+        assert set(r.stats["rows"]) == {0, 1}
+    assert r.dual_bound >= brute - 1e-9 and r.value >= brute - 1e-3
+    assert r.dual_bound - r.value <= 1e-2 * abs(r.value) + 1e-9
+
+
 def test_groups_take_the_minimum_within_and_the_maximum_across():
     rows = np.array([[1.0, 5.0, -2.0], [3.0, 0.0, 7.0]])
     assert group_value(rows, np.array([0, 0, 1]), 2).tolist() == [1.0, 7.0]

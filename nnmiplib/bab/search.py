@@ -652,7 +652,9 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
     gap = lambda v, rel=rel_gap: max(abs_gap, rel * abs(v))
 
     def level(rel=rel_gap):  # a row bounded by this is settled: the threshold, or the incumbent plus the gap
-        return threshold if threshold is not None else primal.value + gap(primal.value, rel)
+        if threshold is not None:
+            return threshold
+        return primal.value + gap(primal.value, rel) if primal.x is not None else -math.inf  # no point yet: all open
 
     def search_row(r, low, up, until, cut=(None, None), row_gap=None):
         """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until`` (optimising: to
@@ -749,13 +751,14 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         if status is not None:
             break
     dual = float(max(duals.max(), primal.value))
-    if status in ("time_limit", "node_limit") and threshold is None and dual - primal.value <= gap(primal.value):
+    closed = primal.x is not None and dual - primal.value <= gap(primal.value)  # optimising: the gap closed
+    if status in ("time_limit", "node_limit") and threshold is None and closed:
         status = None  # a row stopped by the limit, but the rows' bounds together close the gap
     if status is None:
         if threshold is not None:
             status = "violated" if primal.value > threshold else ("proved" if dual <= threshold else "time_limit")
         else:
-            status = "optimal" if dual - primal.value <= gap(primal.value) else "time_limit"
+            status = "optimal" if closed else "time_limit"
     del torch
     return BabResult(status, primal.value if primal.x is not None else None, primal.x, dual, nodes,
                      time.perf_counter() - t0, traj, {"rows": parts, "root_bounds": root_ub.tolist(),
