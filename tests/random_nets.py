@@ -55,3 +55,14 @@ def softmax_instance(sizes, seed):
     y0 = softmax(net.forward(np.array([0.5, 0.5])))
     c = int(np.argmax(y0))
     return (net, dom, crown_bounds(net, dom), y0, c, *SoftmaxL1Objective.rows(net.n_outputs, c))
+
+
+def two_row_instance():
+    """Two objective rows (``y_0 − y_1``, ``y_2 − y_1``) of ``rnet([2, 10, 10, 10, 3], 4)`` on the unit
+    square: ``(net, box, interval bounds, C, d)``; the root leaves both rows open."""
+    from nnmiplib.bounds import interval_bounds
+
+    net = rnet([2, 10, 10, 10, 3], 4)
+    dom = nm.domains.unit_box(2)
+    C, d = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]]), np.zeros(2)
+    return net, dom, interval_bounds(net, dom), C, d

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from random_nets import rnet, softmax_instance
+from random_nets import rnet, softmax_instance, two_row_instance
 
 import nnmiplib as nm
 from nnmiplib.bab import group_value, relax, solve
@@ -133,10 +133,7 @@ def test_optimising_row_by_row_without_a_starting_point_searches_every_row(tight
     """No attack and no initial point: before any point, every row is open (it used to be compared
     with −∞ plus an infinite gap, so no row was searched and the root bound came back as
     "optimal" without a point)."""
-    net = rnet([2, 10, 10, 10, 3], 4)
-    dom = nm.domains.unit_box(2)
-    b = interval_bounds(net, dom)
-    C, d = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]]), np.zeros(2)
+    net, dom, b, C, d = two_row_instance()
     brute = float((net.forward(grid2(601)) @ C.T + d).max())
     r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=30, attack_starts=0,
               tighten=tighten)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from random_nets import rnet
+from random_nets import rnet, two_row_instance
 
 import nnmiplib as nm
 from nnmiplib.bab import relax
@@ -101,10 +101,7 @@ def test_search_after_tightening_reaches_the_brute_force_maximum():
     dual bound stays above the true maximum of every row and the search still closes the gap."""
     from nnmiplib.bab import solve
 
-    net = rnet([2, 10, 10, 10, 3], 4)
-    dom = nm.domains.unit_box(2)
-    b = interval_bounds(net, dom)
-    C, d = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]]), np.zeros(2)
+    net, dom, b, C, d = two_row_instance()
     truth = float((net.forward(grid2(401)) @ C.T + d).max())
     r = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=20, tighten=0.5,
               rel_gap=1e-3, abs_gap=1e-4)
@@ -166,10 +163,7 @@ def test_a_decision_ends_the_tightening_early_and_the_bounds_come_back(monkeypat
     from nnmiplib.bab import solve
     from nnmiplib.bab import tightening as T
 
-    net = rnet([2, 10, 10, 10, 3], 4)
-    dom = nm.domains.unit_box(2)
-    b = interval_bounds(net, dom)
-    C, d = np.array([[1.0, -1.0, 0.0], [0.0, -1.0, 1.0]]), np.zeros(2)
+    net, dom, b, C, d = two_row_instance()
     rows = net.forward(grid2(401)) @ C.T + d
     truth = float(rows.max())
     root = solve(net, dom.lo, dom.hi, C, d, lower=b.lower[:-1], upper=b.upper[:-1], time_limit=1, max_nodes=2,
