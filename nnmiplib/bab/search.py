@@ -649,12 +649,12 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
             starts = rng.uniform(lo, hi, size=(attack_starts, lo.size))
             starts[0] = primal.x if primal.x is not None else (lo + hi) / 2
             primal.offer(one.ascend(starts, steps=60, until=until), f"attack on row {int(r)}")
-    gap = lambda v, rel=rel_gap: max(abs_gap, rel * abs(v))
+    # the gap around an incumbent; with none yet (−∞) the absolute one, so that −∞ + gap stays −∞
+    # (every row open, no gap closed) instead of −∞ + ∞ = NaN, which no comparison passes
+    gap = lambda v, rel=rel_gap: max(abs_gap, rel * abs(v)) if math.isfinite(v) else abs_gap
 
     def level(rel=rel_gap):  # a row bounded by this is settled: the threshold, or the incumbent plus the gap
-        if threshold is not None:
-            return threshold
-        return primal.value + gap(primal.value, rel) if primal.x is not None else -math.inf  # no point yet: all open
+        return threshold if threshold is not None else primal.value + gap(primal.value, rel)
 
     def search_row(r, low, up, until, cut=(None, None), row_gap=None):
         """Row ``r``'s own tree on intermediate bounds ``low``/``up`` until ``until`` (optimising: to
@@ -751,7 +751,7 @@ def _solve_by_rows(net, lo, hi, C, d, lower, upper, threshold, args, attack_star
         if status is not None:
             break
     dual = float(max(duals.max(), primal.value))
-    closed = primal.x is not None and dual - primal.value <= gap(primal.value)  # optimising: the gap closed
+    closed = dual - primal.value <= gap(primal.value)  # optimising: the gap closed (never without a point)
     if status in ("time_limit", "node_limit") and threshold is None and closed:
         status = None  # a row stopped by the limit, but the rows' bounds together close the gap
     if status is None:
